@@ -1,0 +1,35 @@
+# make demo: set up (once) and run the main job; make test: set up and run the tests.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.skrobust-installed
+# The shared data root beside the checkout, when there is one (tests, examples, benchmarks).
+SHARED_DATA := $(abspath ../shared/data)
+export SKROBUST_DATA ?= $(if $(wildcard $(SHARED_DATA)/mnist),$(SHARED_DATA),)
+export MPLBACKEND ?= Agg
+
+.PHONY: setup demo test docs bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test,docs]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/skrobust demo
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 -q
+
+docs: $(STAMP)
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) benchmarks/attacks.py
+
+clean:
+	rm -rf $(VENV) docs/_build docs/generated .pytest_cache

@@ -1,0 +1,12 @@
+"""Adversarial attacks as scikit-learn transformers.
+
+``transform(X)`` attacks the fitted victim's own predictions; ``generate(X, y)``
+attacks given labels (true labels for evaluation, target labels for targeted
+attacks). The tensor-level steps live in :mod:`skrobust.attacks.functional`.
+"""
+
+from . import _functional as functional
+from ._fgsm import FGSMTransformer
+from ._pgd import PGDTransformer
+
+__all__ = ["FGSMTransformer", "PGDTransformer", "functional"]

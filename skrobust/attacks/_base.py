@@ -1,0 +1,259 @@
+"""What every attack transformer shares: validation, the victim, batching, projection."""
+
+import numbers
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.frozen import FrozenEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from tqdm.auto import tqdm
+
+from ..models._skorch import default_net, fit_net, is_skorch_net, size_net
+from ..utils._differentiable import SUPPORTED_VICTIMS, TorchModel, as_torch_model
+from ..utils._torch import eval_mode, make_generator, resolve_device, to_numpy, to_tensor
+
+FLOAT_DTYPES = [np.float64, np.float32]
+
+
+def resolve_norm(norm):
+    """Return ``"inf"`` or ``2`` for the accepted spellings of an Lp norm."""
+    if isinstance(norm, str) and norm.lower() in ("inf", "linf"):
+        return "inf"
+    if isinstance(norm, numbers.Real) and not isinstance(norm, bool):
+        if norm == np.inf:
+            return "inf"
+        if norm == 2:
+            return 2
+    if norm in ("2", "l2", "L2"):
+        return 2
+    raise ValueError(f'norm={norm!r} is not supported; use norm="inf" or norm=2.')
+
+
+def _bound(value, name, n_features):
+    """Validate ``clip_min``/``clip_max``: None, a float or an array of n_features floats."""
+    if value is None:
+        return None
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim == 0:
+        if np.isnan(array):
+            raise ValueError(f"{name} is NaN; use a float, an array or None.")
+        return float(array)
+    if array.shape != (n_features,):
+        raise ValueError(
+            f"{name} has shape {array.shape}; a per-feature bound needs shape "
+            f"({n_features},), one value per feature of X."
+        )
+    if np.isnan(array).any():
+        raise ValueError(f"{name} contains NaN; use finite bounds or +-inf.")
+    return array
+
+
+def _needs_fit(estimator):
+    """Whether ``fit`` trains a clone of ``estimator`` (rather than using it as is)."""
+    return not isinstance(estimator, (FrozenEstimator, torch.nn.Module))
+
+
+class BaseAttack(TransformerMixin, BaseEstimator):
+    """Base class of the gradient attack transformers (not public).
+
+    Subclasses implement ``_perturb(module, x, y, generator, clip_min, clip_max)``
+    on tensors and, optionally, ``_check_attack_params()``.
+    """
+
+    def fit(self, X, y):
+        """Fit the victim (unless it is frozen or a torch module) and record the classes.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data; used to fit a clone of ``estimator`` when it is not frozen.
+        y : array-like of shape (n_samples,)
+            Class labels.
+
+        Returns
+        -------
+        self : object
+            The fitted transformer.
+        """
+        X, y = validate_data(self, X, y, dtype=FLOAT_DTYPES)
+        check_classification_targets(y)
+        self._check_params()
+        self.classes_, y_index = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2 and _needs_fit(self.estimator):
+            raise ValueError(
+                f"y has 1 class ({self.classes_[0]!r}); training a victim needs at least "
+                "2 classes."
+            )
+        self.seed_ = check_random_state(self.random_state).randint(2**31 - 1)
+        self.estimator_ = self._fit_victim(X, y, y_index)
+        self._torch_model()  # fail at fit, not at transform, on a bad victim
+        return self
+
+    def _fit_victim(self, X, y, y_index):
+        estimator = self.estimator
+        if not _needs_fit(estimator):
+            return estimator
+        if estimator is None:
+            net = default_net()
+        elif is_skorch_net(estimator):
+            net = clone(estimator)
+        elif hasattr(estimator, "_skrobust_torch_model"):
+            return clone(estimator).fit(X, y)
+        else:
+            raise TypeError(
+                f"estimator={type(estimator).__name__} cannot be attacked with gradients: "
+                f"it must be {SUPPORTED_VICTIMS}."
+            )
+        net.set_params(device=str(resolve_device(self.device)))
+        size_net(net, X.shape[1], len(self.classes_))
+        return fit_net(net, X, y_index, self.seed_)
+
+    def _torch_model(self):
+        model = as_torch_model(self.estimator_)
+        if _needs_fit(self.estimator) and is_skorch_net(self.estimator_):
+            # fit trained the clone on indices into classes_
+            model = TorchModel(model.module, model.device, self.classes_)
+        return model
+
+    def _check_params(self):
+        n_features = self.n_features_in_
+        if not isinstance(self.eps, numbers.Real) or not np.isfinite(self.eps) or self.eps < 0:
+            raise ValueError(f"eps={self.eps!r} must be a finite float >= 0.")
+        resolve_norm(self.norm)
+        lo = _bound(self.clip_min, "clip_min", n_features)
+        hi = _bound(self.clip_max, "clip_max", n_features)
+        if lo is not None and hi is not None and np.any(np.asarray(lo) > np.asarray(hi)):
+            raise ValueError(
+                f"clip_min > clip_max ({self.clip_min!r} > {self.clip_max!r}); the lower "
+                "bound must not exceed the upper bound."
+            )
+        if not isinstance(self.batch_size, numbers.Integral) or self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size!r} must be a positive integer.")
+        resolve_device(self.device)
+        self._check_attack_params()
+
+    def _check_attack_params(self):
+        """Hook for subclass-specific parameter checks."""
+
+    def _validate_X(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
+        lo = _bound(self.clip_min, "clip_min", X.shape[1])
+        hi = _bound(self.clip_max, "clip_max", X.shape[1])
+        tol = 1e-6
+        if lo is not None and np.any(X < np.asarray(lo) - tol):
+            raise ValueError(
+                f"X has values below clip_min={self.clip_min!r} (min {X.min():.4g}); scale "
+                "X into [clip_min, clip_max] or set clip_min=None to disable the bound."
+            )
+        if hi is not None and np.any(X > np.asarray(hi) + tol):
+            raise ValueError(
+                f"X has values above clip_max={self.clip_max!r} (max {X.max():.4g}); scale "
+                "X into [clip_min, clip_max] or set clip_max=None to disable the bound."
+            )
+        return X
+
+    def transform(self, X):
+        """Adversarial examples against the victim's own predictions.
+
+        The labels are the fitted victim's predictions on ``X`` (no label leaking),
+        so ``fit_transform(X, y)`` equals ``fit(X, y).transform(X)``. Use
+        :meth:`generate` to attack given labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs within ``[clip_min, clip_max]``.
+
+        Returns
+        -------
+        X_adv : ndarray of shape (n_samples, n_features)
+            Adversarial inputs, of X's float dtype.
+        """
+        X = self._validate_X(X)
+        return self._attack(X, None)
+
+    def generate(self, X, y):
+        """Adversarial examples for given labels.
+
+        Untargeted (``targeted=False``): move away from the true labels ``y``.
+        Targeted: move towards the target labels ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs within ``[clip_min, clip_max]``.
+        y : array-like of shape (n_samples,)
+            True labels, or target labels when ``targeted=True``.
+
+        Returns
+        -------
+        X_adv : ndarray of shape (n_samples, n_features)
+            Adversarial inputs, of X's float dtype.
+        """
+        X = self._validate_X(X)
+        y = column_or_1d(y, warn=True)
+        if len(y) != len(X):
+            raise ValueError(f"X has {len(X)} samples but y has {len(y)}.")
+        return self._attack(X, self._torch_model().encode(y))
+
+    def _attack(self, X, y_index):
+        model = self._torch_model()
+        module, device = model.module, model.device
+        n_features = X.shape[1]
+        lo = _bound(self.clip_min, "clip_min", n_features)
+        hi = _bound(self.clip_max, "clip_max", n_features)
+        lo_t = None if lo is None else torch.as_tensor(lo, dtype=torch.float32, device=device)
+        hi_t = None if hi is None else torch.as_tensor(hi, dtype=torch.float32, device=device)
+        generator = make_generator(self.seed_, device)
+        X_adv = np.empty_like(X)
+        starts = range(0, len(X), self.batch_size)
+        with eval_mode(module):
+            for start in tqdm(starts, desc=type(self).__name__, unit="batch",
+                              disable=not self.verbose, leave=False):
+                stop = start + self.batch_size
+                x = to_tensor(X[start:stop], device)
+                if y_index is None:
+                    with torch.no_grad():
+                        logits = module(x)
+                    y = logits.argmax(1) if logits.shape[1] > 1 else (logits[:, 0] > 0).long()
+                else:
+                    y = torch.as_tensor(y_index[start:stop], device=device)
+                x_adv = self._perturb(module, x, y, generator, lo_t, hi_t)
+                X_adv[start:stop] = to_numpy(x_adv, X.dtype)
+        return self._project(X, X_adv, lo, hi)
+
+    def _project(self, X, X_adv, lo, hi):
+        """Re-project in X's dtype, so float32 rounding never leaves the eps-ball."""
+        delta = X_adv - X
+        if resolve_norm(self.norm) == 2:
+            norms = np.linalg.norm(delta, axis=1, keepdims=True)
+            scale = np.minimum(1.0, self.eps / np.maximum(norms, np.finfo(X.dtype).tiny))
+            # shrink a hair below eps: the division and product round in X's dtype
+            scale = np.where(norms > self.eps, scale * (1 - 4 * np.finfo(X.dtype).eps), 1.0)
+            delta = delta * scale.astype(X.dtype)
+        else:
+            delta = np.clip(delta, -self.eps, self.eps)
+        X_adv = X + delta
+        if lo is not None or hi is not None:
+            X_adv = np.clip(X_adv, lo, hi)
+        return X_adv.astype(X.dtype, copy=False)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+def attack_estimator(attack, estimator, X, y):
+    """White-box adversarial examples of ``(X, y)`` against a fitted ``estimator``.
+
+    ``attack`` is cloned and pointed at a frozen ``estimator`` (the estimator is
+    neither refitted nor modified), then ``generate(X, y)`` is returned.
+    """
+    attack = clone(attack).set_params(estimator=FrozenEstimator(estimator))
+    return attack.fit(X, y).generate(X, y)

@@ -1,0 +1,148 @@
+"""Label- and probability-level metrics of adversarial examples (MindArmour's set)."""
+
+import numpy as np
+from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
+
+
+def misclassification_rate(y_true, y_pred_adv):
+    """Fraction of adversarial examples classified wrongly (lower is better for a model).
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    y_pred_adv : array-like of shape (n_samples,)
+        Predictions on the adversarial examples.
+
+    Returns
+    -------
+    float
+        ``mean(y_pred_adv != y_true)``; the attack's success rate when untargeted.
+
+    Examples
+    --------
+    >>> from skrobust.metrics import misclassification_rate
+    >>> misclassification_rate([0, 1, 2, 3], [0, 2, 2, 0])
+    0.5
+    """
+    y_true, y_pred_adv = column_or_1d(y_true), column_or_1d(y_pred_adv)
+    check_consistent_length(y_true, y_pred_adv)
+    return float(np.mean(y_true != y_pred_adv))
+
+
+def attack_success_rate(y_target, y_pred_adv):
+    """Fraction of targeted adversarial examples classified as their target.
+
+    Parameters
+    ----------
+    y_target : array-like of shape (n_samples,)
+        Target labels of the attack.
+    y_pred_adv : array-like of shape (n_samples,)
+        Predictions on the adversarial examples.
+
+    Returns
+    -------
+    float
+        ``mean(y_pred_adv == y_target)`` (higher means a stronger attack).
+
+    Examples
+    --------
+    >>> from skrobust.metrics import attack_success_rate
+    >>> attack_success_rate([1, 1, 1, 1], [1, 0, 1, 1])
+    0.75
+    """
+    y_target, y_pred_adv = column_or_1d(y_target), column_or_1d(y_pred_adv)
+    check_consistent_length(y_target, y_pred_adv)
+    return float(np.mean(y_target == y_pred_adv))
+
+
+def _proba_and_index(y_true, proba_adv, labels):
+    proba_adv = check_array(proba_adv, dtype=np.float64)
+    y_true = column_or_1d(y_true)
+    check_consistent_length(y_true, proba_adv)
+    labels = np.arange(proba_adv.shape[1]) if labels is None else np.asarray(labels)
+    if len(labels) != proba_adv.shape[1]:
+        raise ValueError(
+            f"labels has {len(labels)} entries but proba_adv has {proba_adv.shape[1]} columns."
+        )
+    lookup = {label: i for i, label in enumerate(labels.tolist())}
+    try:
+        index = np.array([lookup[label] for label in y_true.tolist()], dtype=int)
+    except KeyError as exc:
+        raise ValueError(f"y_true contains label {exc.args[0]!r} not in labels.") from None
+    return proba_adv, index
+
+
+def avg_confidence_adv_class(y_true, proba_adv, *, labels=None):
+    """Average Confidence of the Adversarial Class (ACAC).
+
+    The mean predicted probability of the (wrong) predicted class over the
+    successful adversarial examples, i.e. those whose argmax differs from
+    ``y_true``. Higher means the model is fooled with more confidence.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    proba_adv : array-like of shape (n_samples, n_classes)
+        Predicted probabilities on the adversarial examples.
+    labels : array-like of shape (n_classes,), default=None
+        Label of each column of ``proba_adv`` (the estimator's ``classes_``);
+        ``0..n_classes-1`` if None.
+
+    Returns
+    -------
+    float
+        0.0 when no adversarial example succeeds.
+
+    References
+    ----------
+    X. Ling et al., "DEEPSEC: A uniform platform for security analysis of deep
+    learning model", IEEE S&P 2019.
+
+    Examples
+    --------
+    >>> from skrobust.metrics import avg_confidence_adv_class
+    >>> avg_confidence_adv_class([0, 0], [[0.2, 0.8], [0.9, 0.1]])
+    0.8
+    """
+    proba_adv, index = _proba_and_index(y_true, proba_adv, labels)
+    fooled = proba_adv.argmax(1) != index
+    return float(proba_adv[fooled].max(1).mean()) if fooled.any() else 0.0
+
+
+def avg_confidence_true_class(y_true, proba_adv, *, labels=None):
+    """Average Confidence of the True Class (ACTC).
+
+    The mean predicted probability of the true class over the successful
+    adversarial examples. Lower means the attack moved the model further from
+    the truth.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    proba_adv : array-like of shape (n_samples, n_classes)
+        Predicted probabilities on the adversarial examples.
+    labels : array-like of shape (n_classes,), default=None
+        Label of each column of ``proba_adv``; ``0..n_classes-1`` if None.
+
+    Returns
+    -------
+    float
+        0.0 when no adversarial example succeeds.
+
+    References
+    ----------
+    X. Ling et al., "DEEPSEC: A uniform platform for security analysis of deep
+    learning model", IEEE S&P 2019.
+
+    Examples
+    --------
+    >>> from skrobust.metrics import avg_confidence_true_class
+    >>> avg_confidence_true_class([0, 0], [[0.2, 0.8], [0.9, 0.1]])
+    0.2
+    """
+    proba_adv, index = _proba_and_index(y_true, proba_adv, labels)
+    fooled = proba_adv.argmax(1) != index
+    return float(proba_adv[fooled, index[fooled]].mean()) if fooled.any() else 0.0

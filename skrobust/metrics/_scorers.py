@@ -1,0 +1,87 @@
+import inspect
+
+from sklearn.metrics import accuracy_score
+
+from ..attacks._base import attack_estimator
+
+
+class AdversarialScorer:
+    """Scorer ``(estimator, X, y)`` that attacks the estimator it scores.
+
+    Build it with :func:`make_adversarial_scorer`.
+    """
+
+    def __init__(self, attack, metric, response_method, sign, kwargs):
+        self.attack = attack
+        self.metric = metric
+        self.response_method = response_method
+        self.sign = sign
+        self.kwargs = kwargs
+
+    def __call__(self, estimator, X, y):
+        X_adv = attack_estimator(self.attack, estimator, X, y)
+        response = getattr(estimator, self.response_method)(X_adv)
+        kwargs = dict(self.kwargs)
+        if (self.response_method == "predict_proba" and "labels" not in kwargs
+                and "labels" in inspect.signature(self.metric).parameters):
+            kwargs["labels"] = getattr(estimator, "classes_", None)
+        return self.sign * float(self.metric(y, response, **kwargs))
+
+    def __repr__(self):
+        args = [repr(self.attack), f"metric={getattr(self.metric, '__name__', self.metric)}"]
+        if self.response_method != "predict":
+            args.append(f"response_method={self.response_method!r}")
+        if self.sign < 0:
+            args.append("greater_is_better=False")
+        args += [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return f"make_adversarial_scorer({', '.join(args)})"
+
+
+def make_adversarial_scorer(attack, metric=accuracy_score, *, response_method="predict",
+                            greater_is_better=True, **kwargs):
+    """Make a scorer that scores an estimator on adversarial examples crafted against it.
+
+    The scorer ``(estimator, X, y)`` clones ``attack``, points it at a frozen copy of
+    the very estimator being scored (white-box), crafts ``attack.generate(X, y)``
+    with the true labels and returns ``metric(y, estimator.<response_method>(X_adv))``.
+    Use it as ``scoring=`` in :func:`~sklearn.model_selection.cross_validate` or
+    :class:`~sklearn.model_selection.GridSearchCV`, alone or in a dict.
+
+    Parameters
+    ----------
+    attack : FGSMTransformer, PGDTransformer or another skrobust attack
+        Attack template; its ``estimator`` is replaced.
+    metric : callable, default=accuracy_score
+        ``metric(y_true, response, **kwargs)``.
+    response_method : {"predict", "predict_proba"}, default="predict"
+        What the metric receives. With ``"predict_proba"`` and a metric taking
+        ``labels``, the estimator's ``classes_`` are passed as ``labels``.
+    greater_is_better : bool, default=True
+        Set False for losses and rates of bad events; the score is then negated,
+        as with :func:`~sklearn.metrics.make_scorer`.
+    **kwargs
+        Passed to ``metric``.
+
+    Returns
+    -------
+    scorer : callable
+        ``scorer(estimator, X, y) -> float``.
+
+    Examples
+    --------
+    >>> from skrobust.attacks import FGSMTransformer
+    >>> from skrobust.metrics import make_adversarial_scorer
+    >>> make_adversarial_scorer(FGSMTransformer(eps=0.1))
+    make_adversarial_scorer(FGSMTransformer(eps=0.1), metric=accuracy_score)
+    """
+    if response_method not in ("predict", "predict_proba"):
+        raise ValueError(
+            f'response_method={response_method!r}; use "predict" or "predict_proba".'
+        )
+    if not hasattr(attack, "generate"):
+        raise TypeError(
+            f"attack must be a skrobust attack with a generate(X, y) method, got "
+            f"{type(attack).__name__}."
+        )
+    return AdversarialScorer(attack, metric, response_method,
+                             1 if greater_is_better else -1, kwargs)

@@ -1,0 +1,17 @@
+"""Utilities: layer features and the numpy/torch helpers the estimators share."""
+
+from ._differentiable import TorchModel, as_torch_model
+from ._features import extract_features, layer_names
+from ._torch import eval_mode, make_generator, resolve_device, to_numpy, to_tensor
+
+__all__ = [
+    "TorchModel",
+    "as_torch_model",
+    "eval_mode",
+    "extract_features",
+    "layer_names",
+    "make_generator",
+    "resolve_device",
+    "to_numpy",
+    "to_tensor",
+]
