@@ -20,7 +20,6 @@ def default_net(**params):
 
     defaults = dict(
         module=MLP,
-        module__hidden_units=(64,),
         criterion=nn.CrossEntropyLoss,
         optimizer=torch.optim.Adam,
         lr=1e-2,

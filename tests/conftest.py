@@ -1,0 +1,55 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from skrobust.datasets import load_mnist
+from skrobust.models import MLP
+from skrobust.models._skorch import default_net, fit_net
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)  # one thread per xdist worker: no oversubscription
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def mnist_small():
+    """3000 training and 500 test images from the embedded MNIST test set."""
+    X, y = load_mnist(split="test", return_X_y=True)
+    return X[:3000], y[:3000], X[3000:3500], y[3000:3500]
+
+
+@pytest.fixture(scope="session")
+def mlp_net(mnist_small):
+    """A skorch MLP trained on 3000 MNIST images (about 90 % test accuracy)."""
+    X, y, _, _ = mnist_small
+    net = default_net(module=MLP, module__n_features=784, module__n_classes=10,
+                      module__hidden_units=(64,), max_epochs=8, lr=3e-3)
+    return fit_net(net, X, y, seed=0)
+
+
+class Linear(nn.Module):
+    """A tiny linear victim: logits = x W^T + b."""
+
+    def __init__(self, n_features=6, n_classes=3, seed=0):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.fc = nn.Linear(n_features, n_classes)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.randn(n_classes, n_features, generator=generator))
+            self.fc.bias.copy_(torch.randn(n_classes, generator=generator))
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+@pytest.fixture
+def linear_victim():
+    return Linear()

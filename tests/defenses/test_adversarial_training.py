@@ -1,0 +1,297 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from skorch.callbacks import Callback
+from sklearn.base import clone
+from sklearn.datasets import make_classification
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.preprocessing import minmax_scale
+from torch import nn
+
+from skrobust.attacks import FGSMTransformer, PGDTransformer
+from skrobust.defenses import AdversarialTrainer
+from skrobust.defenses._adversarial_net import Adversary, RobustCheckpoint
+from skrobust.metrics import make_adversarial_scorer
+from skrobust.models._skorch import default_net
+from skrobust.utils import as_torch_model
+
+
+def small_net(**params):
+    return default_net(**{"module__hidden_units": (32,), "max_epochs": 3, **params})
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, y = make_classification(n_samples=120, n_features=6, n_informative=4,
+                               n_classes=3, random_state=0)
+    return minmax_scale(X).astype(np.float32), y
+
+
+def _weights(net):
+    return {k: v.detach().clone() for k, v in net.module_.state_dict().items()}
+
+
+def _same_weights(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---------------------------------------------------------------- robustness
+
+
+def test_adversarial_training_raises_pgd_accuracy(mnist_small):
+    X, y, X_test, y_test = mnist_small
+    X, y, X_test, y_test = X[:1000], y[:1000], X_test[:300], y_test[:300]
+    scorer = make_adversarial_scorer(PGDTransformer(eps=0.1, step_size=0.02, n_iter=10))
+    clean = AdversarialTrainer(small_net(max_epochs=4), replace_ratio=0.0,
+                               random_state=0).fit(X, y)
+    robust = AdversarialTrainer(small_net(max_epochs=4), attack="pgd", eps=0.1,
+                                n_iter=2, random_start=True, random_state=0).fit(X, y)
+    assert clean.score(X_test, y_test) > 0.8
+    assert robust.score(X_test, y_test) > 0.7
+    assert scorer(robust, X_test, y_test) > scorer(clean, X_test, y_test) + 0.2
+
+
+def test_grid_search_over_eps_with_adversarial_scorer(mnist_small):
+    X, y, _, _ = mnist_small
+    X, y = X[:800], y[:800]
+    scorer = make_adversarial_scorer(FGSMTransformer(eps=0.15))
+    search = GridSearchCV(
+        AdversarialTrainer(small_net(max_epochs=4), random_state=0),
+        {"eps": [0.0, 0.15], "estimator__lr": [1e-2]}, scoring=scorer, cv=2,
+    ).fit(X, y)
+    assert search.best_params_["eps"] == 0.15
+    assert search.best_estimator_.estimator_.lr == 1e-2
+
+
+# ---------------------------------------------------------------- the training step
+
+
+def test_eps_zero_is_clean_training(blobs):
+    X, y = blobs
+    clean = AdversarialTrainer(small_net(), replace_ratio=0.0, random_state=0).fit(X, y)
+    zero = AdversarialTrainer(small_net(), eps=0.0, random_state=0).fit(X, y)
+    fgsm = AdversarialTrainer(small_net(), eps=0.2, random_state=0).fit(X, y)
+    np.testing.assert_allclose(zero.predict_proba(X), clean.predict_proba(X), atol=1e-6)
+    assert not np.allclose(fgsm.predict_proba(X), clean.predict_proba(X), atol=1e-3)
+
+
+def test_same_random_state_same_model(blobs):
+    X, y = blobs
+    params = dict(attack="pgd", eps=0.1, n_iter=2, random_start=True, replace_ratio=0.5)
+    a = AdversarialTrainer(small_net(), random_state=3, **params).fit(X, y)
+    b = AdversarialTrainer(small_net(), random_state=3, **params).fit(X, y)
+    c = AdversarialTrainer(small_net(), random_state=4, **params).fit(X, y)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    assert not np.array_equal(a.predict_proba(X), c.predict_proba(X))
+
+
+class BNNet(nn.Module):
+    def __init__(self, n_features=6, n_classes=3):
+        super().__init__()
+        self.fc = nn.Linear(n_features, 16)
+        self.bn = nn.BatchNorm1d(16)
+        self.drop = nn.Dropout(0.5)
+        self.out = nn.Linear(16, n_classes)
+
+    def forward(self, x):
+        return self.out(self.drop(torch.relu(self.bn(self.fc(x)))))
+
+
+def test_crafting_leaves_batchnorm_modes_and_grads_alone(blobs):
+    X, y = blobs
+    clf = AdversarialTrainer(default_net(module=BNNet, max_epochs=1), attack="pgd",
+                             eps=0.1, n_iter=3, random_start=True, random_state=0).fit(X, y)
+    net = clf.estimator_
+    module = net.module_.train()
+    for p in module.parameters():
+        p.grad = torch.full_like(p, 7.0)
+    bn_before = {k: v.clone() for k, v in module.bn.state_dict().items()}
+    x, t = torch.as_tensor(X[:32]), torch.as_tensor(y[:32])
+    adversary = Adversary(clf.attack_, 1.0, 0.0, 1.0, 0, torch.device("cpu"))
+    x_adv = adversary.craft(module, x, t)
+    assert (x_adv - x).abs().max() > 0.05
+    assert all(m.training for m in module.modules())  # modes restored
+    for k, v in module.bn.state_dict().items():
+        assert torch.equal(v, bn_before[k]), k  # running stats untouched
+    assert all(torch.equal(p.grad, torch.full_like(p, 7.0)) for p in module.parameters())
+
+
+def test_one_training_step_updates_batchnorm_once(blobs):
+    X, y = blobs
+    clf = AdversarialTrainer(default_net(module=BNNet, max_epochs=1, batch_size=len(X)),
+                             attack="pgd", eps=0.1, n_iter=4, random_state=0).fit(X, y)
+    # one batch per epoch, PGD-4: only the training forward pass counts
+    assert int(clf.estimator_.module_.bn.num_batches_tracked) == 1
+
+
+def test_replace_ratio_replaces_that_share_of_rows():
+    x = torch.rand(10, 4) * 0.8 + 0.1
+    y = torch.zeros(10, dtype=torch.long)
+    module = nn.Linear(4, 2)
+    for ratio, n_changed in ((0.0, 0), (0.5, 5), (0.25, 3), (1.0, 10)):
+        adversary = Adversary(FGSMTransformer(eps=0.05), ratio, 0.0, 1.0, 0,
+                              torch.device("cpu"))
+        x_adv = adversary.craft(module, x, y)
+        assert int((x_adv != x).any(1).sum()) == n_changed
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def test_training_attack_resolution(blobs):
+    X, y = blobs
+    fit = dict(estimator=small_net(max_epochs=1), random_state=0)
+    assert AdversarialTrainer(eps=0.2, **fit).fit(X, y).attack_.get_params() == \
+        FGSMTransformer(eps=0.2).get_params()
+    fast = AdversarialTrainer(eps=0.2, random_start=True, **fit).fit(X, y).attack_
+    assert (type(fast), fast.n_iter, fast.step_size, fast.random_start) == \
+        (PGDTransformer, 1, 0.25, True)
+    pgd = AdversarialTrainer(attack="pgd", eps=0.2, **fit).fit(X, y).attack_
+    assert (pgd.n_iter, pgd.step_size) == (10, pytest.approx(0.05))
+    given = PGDTransformer(eps=0.1, step_size=0.03, n_iter=2, random_start=True)
+    clf = AdversarialTrainer(attack=given, **fit)
+    assert clf.get_params()["attack__eps"] == 0.1
+    clf.set_params(attack__eps=0.05).fit(X, y)
+    assert (clf.attack_.eps, clf.attack_.n_iter, clf.attack_.step_size) == (0.05, 2, 0.03)
+    assert clf.attack_ is not given
+
+
+@pytest.mark.parametrize("params, error, match", [
+    (dict(eps=-0.1), ValueError, "eps=-0.1"),
+    (dict(replace_ratio=1.5), ValueError, "replace_ratio"),
+    (dict(replace_ratio=-0.1), ValueError, "replace_ratio"),
+    (dict(estimator=LogisticRegression()), TypeError, "not a skorch classifier"),
+    (dict(attack="cw"), ValueError, "attack='cw'"),
+    (dict(attack="fgsm", n_iter=3), ValueError, 'attack="pgd"'),
+    (dict(attack="pgd", n_iter=0), ValueError, "n_iter"),
+    (dict(attack=FGSMTransformer(), eps=0.1), ValueError, "attack__eps"),
+    (dict(attack=FGSMTransformer(targeted=True)), ValueError, "untargeted"),
+    (dict(norm=3), ValueError, "norm"),
+    (dict(robust_val_fraction=1.0), ValueError, "robust_val_fraction"),
+    (dict(estimator=FrozenEstimator(default_net())), ValueError, "unfitted"),
+])
+def test_bad_parameters_raise_clear_errors(blobs, params, error, match):
+    X, y = blobs
+    with pytest.raises(error, match=match):
+        AdversarialTrainer(**{"estimator": small_net(), **params}).fit(X, y)
+
+
+def test_bad_data_raise_clear_errors(blobs):
+    X, y = blobs
+    with pytest.raises(ValueError, match="above clip_max"):
+        AdversarialTrainer(small_net()).fit(X + 1, y)
+    with pytest.raises(ValueError, match="1 class"):
+        AdversarialTrainer(small_net()).fit(X, np.zeros(len(X)))
+    with pytest.raises(ValueError, match="5 scores per sample"):
+        AdversarialTrainer(small_net(module__n_classes=5, max_epochs=1)).fit(X, y)
+
+
+# ---------------------------------------------------------------- sklearn integration
+
+
+def test_clone_pickle_set_params_round_trips(blobs):
+    X, y = blobs
+    labels = np.array(["cat", "dog", "emu"])[y]
+    net = small_net()
+    clf = AdversarialTrainer(net, eps=0.1, random_state=0).fit(X, labels)
+    assert net.get_params()["max_epochs"] == 3 and not hasattr(net, "module_")
+    assert set(clf.predict(X)) <= set(labels)
+    proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-5)
+    assert proba.dtype == np.float32
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_proba(X), proba)
+    assert isinstance(restored.estimator_, type(clf.estimator_))
+    twin = clone(clf)
+    assert not hasattr(twin, "estimator_")
+    assert twin.get_params()["eps"] == 0.1
+    twin.set_params(eps=0.2, estimator__max_epochs=1, estimator__lr=0.05)
+    assert twin.estimator.max_epochs == 1 and twin.estimator.lr == 0.05
+    assert twin.fit(X, labels).estimator_.lr == 0.05 and len(twin.estimator_.history) == 1
+
+
+def test_trained_model_is_attackable(blobs):
+    X, y = blobs
+    labels = np.array(["a", "b", "c"])[y]
+    clf = AdversarialTrainer(small_net(), eps=0.1, random_state=0).fit(X, labels)
+    model = as_torch_model(FrozenEstimator(clf))
+    assert list(model.classes) == ["a", "b", "c"]
+    X_adv = PGDTransformer(FrozenEstimator(clf), eps=0.1, step_size=0.02,
+                           n_iter=5).fit(X, labels).generate(X, labels)
+    assert np.abs(X_adv - X).max() <= 0.1 + 1e-6
+    assert clf.score(X_adv, labels) <= clf.score(X, labels)
+
+
+def test_warm_start_continues_training(blobs):
+    X, y = blobs
+    clf = AdversarialTrainer(small_net(max_epochs=2), replace_ratio=0.0, random_state=0)
+    clf.fit(X, y)
+    first = _weights(clf.estimator_)
+    clf.estimator_.set_params(lr=0.0)  # warm starts continue estimator_ as it is
+    clf.set_params(warm_start=True, replace_ratio=0.5).fit(X, y)
+    assert len(clf.estimator_.history) == 4
+    assert _same_weights(first, _weights(clf.estimator_))  # lr=0: not re-initialised
+    clf.set_params(warm_start=False).fit(X, y)
+    assert len(clf.estimator_.history) == 2
+
+
+def test_frozen_net_is_fine_tuned_on_a_copy(blobs):
+    X, y = blobs
+    pretrained = small_net(module__n_features=6, module__n_classes=3).fit(X, y)
+    before = _weights(pretrained)
+    pretrained.set_params(lr=0.0, max_epochs=1)  # fine-tuning uses the net's settings
+    clf = AdversarialTrainer(FrozenEstimator(pretrained), replace_ratio=0.5,
+                             random_state=0).fit(X, y)
+    assert _same_weights(before, _weights(clf.estimator_))  # starts from its weights
+    pretrained.set_params(lr=0.05)
+    clf.fit(X, y)
+    assert not _same_weights(before, _weights(clf.estimator_))
+    assert _same_weights(before, _weights(pretrained))  # the given net is untouched
+    assert clf.estimator_ is not pretrained
+
+
+# ---------------------------------------------------------------- catastrophic-overfitting guard
+
+
+class _Recorder(Callback):
+    def initialize(self):
+        self.states = []
+        return self
+
+    def on_epoch_end(self, net, **kwargs):
+        self.states.append(_weights(net))
+
+
+def test_robust_checkpoint_restores_the_best_epoch(blobs, monkeypatch):
+    X, y = blobs
+    scripted = iter([0.2, 0.7, 0.4, 0.6])
+    monkeypatch.setattr(RobustCheckpoint, "robust_accuracy",
+                        lambda self, net, dataset: next(scripted))
+    recorder = _Recorder()
+    clf = AdversarialTrainer(small_net(max_epochs=4, callbacks=[("rec", recorder)]),
+                             eps=0.1, robust_val_fraction=0.25, random_state=0).fit(X, y)
+    history = clf.estimator_.history
+    assert history[:, "valid_robust_acc"] == [0.2, 0.7, 0.4, 0.6]
+    assert history[:, "valid_robust_acc_best"] == [True, True, False, False]
+    assert clf.best_epoch_ == 2
+    states = dict(clf.estimator_.callbacks_)["rec"].states  # the clone's recorder
+    assert _same_weights(states[1], _weights(clf.estimator_))
+    assert not _same_weights(states[3], _weights(clf.estimator_))
+
+
+def test_robust_checkpoint_measures_the_restored_weights(blobs):
+    X, y = blobs
+    clf = AdversarialTrainer(small_net(max_epochs=4), eps=0.2, random_start=True,
+                             robust_val_fraction=0.25, random_state=0).fit(X, y)
+    net = clf.estimator_
+    scores = net.history[:, "valid_robust_acc"]
+    assert len(scores) == 4 and all(0 <= s <= 1 for s in scores)
+    assert clf.best_epoch_ == int(np.argmax(scores)) + 1
+    _, dataset_valid = net.get_split_datasets(X.astype(np.float32), y)
+    assert len(dataset_valid) == 30  # held out, not trained on
+    checkpoint = dict(net.callbacks_)["robust_checkpoint"]
+    assert checkpoint.robust_accuracy(net, dataset_valid) == max(scores)

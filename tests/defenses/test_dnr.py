@@ -1,0 +1,249 @@
+import copy
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import make_classification
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MinMaxScaler, minmax_scale
+from sklearn.svm import SVC
+
+from skrobust.attacks import PGDExpTransformer, PGDTransformer
+from skrobust.defenses import DNRClassifier
+from skrobust.defenses._dnr import default_layers
+from skrobust.defenses._svm_torch import OvAScores
+from skrobust.metrics import rejection_rate, robust_accuracy_with_rejection_score
+from skrobust.models import LeNet5
+from skrobust.models._skorch import default_net, fit_net
+from skrobust.utils import as_torch_model
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = make_classification(n_samples=2600, n_features=8, n_informative=5,
+                               n_redundant=1, n_classes=3, class_sep=1.5,
+                               random_state=0)
+    X = minmax_scale(X).astype(np.float32)
+    return X[:400], y[:400], X[400:600], y[400:600], X[600:], y[600:]
+
+
+@pytest.fixture(scope="module")
+def net(data):
+    X_net, y_net = data[2], data[3]
+    net = default_net(module__n_features=8, module__n_classes=3,
+                      module__hidden_units=(32, 16), max_epochs=30)
+    return fit_net(net, X_net, y_net, seed=0)
+
+
+@pytest.fixture(scope="module")
+def dnr(data, net):
+    X, y = data[0], data[1]
+    return DNRClassifier(FrozenEstimator(net), cv=3, reject_rate=0.2, random_state=0).fit(X, y)
+
+
+def test_default_layers_are_last_three_relus():
+    assert default_layers(LeNet5()) == ["relu2", "relu3", "relu4"]
+
+
+def test_fitted_attributes(dnr, data):
+    X = data[4][:50]
+    assert dnr.layers_ == ["relu1", "relu2"]  # the net has two ReLU layers
+    assert set(dnr.layer_clfs_) == {"relu1", "relu2"}
+    assert list(dnr.classes_) == [0, 1, 2]
+    assert dnr.decision_function(X).shape == (50, 3)
+    pred = dnr.predict(X)
+    assert set(np.unique(pred)) <= {-1, 0, 1, 2}
+    # rejection exactly where the best combined score is below the threshold
+    np.testing.assert_array_equal(pred == -1, dnr.decision_function(X).max(1) < dnr.threshold_)
+
+
+def test_rejection_rate_holds_on_new_clean_data(dnr, data):
+    X_new = data[4]
+    rate = rejection_rate(np.zeros(len(X_new)), dnr.predict(X_new))
+    # calibrated on 400 out-of-fold scores: sampling sd ~0.02 + 0.01
+    assert abs(rate - 0.2) < 0.07
+
+
+def test_rejection_improves_accuracy_on_accepted(dnr, data):
+    X, y = data[4], data[5]
+    pred = dnr.predict(X)
+    accepted = pred != -1
+    acc_all = np.mean(dnr.classes_[dnr.decision_function(X).argmax(1)] == y)
+    assert np.mean(pred[accepted] == y[accepted]) > acc_all
+    # score counts a rejected clean sample as an error
+    assert dnr.score(X, y) == pytest.approx(np.mean(pred == y))
+    assert dnr.score(X, y) < acc_all
+
+
+def test_torch_scores_equal_sklearn_scores(dnr, data):
+    X = data[4][:300]
+    model = as_torch_model(FrozenEstimator(dnr))
+    with torch.no_grad():
+        scores = model.module(torch.as_tensor(X)).numpy()
+    np.testing.assert_allclose(scores, dnr.decision_function(X), atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(model.classes, dnr.classes_)
+    assert model.module.reject_threshold == dnr.threshold_
+
+
+def test_torch_gradients_match_finite_differences(dnr, data):
+    module = copy.deepcopy(as_torch_model(dnr).module).double().eval()
+    x = torch.as_tensor(data[4][:3], dtype=torch.float64).requires_grad_(True)
+    assert torch.autograd.gradcheck(module, (x,), eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("clf", [SVC(kernel="rbf", gamma=0.3, C=2.0), SVC(kernel="linear"),
+                                 LogisticRegression()])
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_ova_scores_match_decision_function(clf, n_classes):
+    X, y = make_classification(n_samples=120, n_features=5, n_informative=4,
+                               n_redundant=0, n_classes=n_classes, random_state=1)
+    ovr = OneVsRestClassifier(clf).fit(X, y)
+    scores = OvAScores(ovr)(torch.as_tensor(X)).numpy()
+    expected = ovr.decision_function(X)
+    if n_classes == 2:
+        expected = np.column_stack([-expected, expected])
+    np.testing.assert_allclose(scores, expected, atol=1e-9)
+
+
+def test_unsupported_layer_clf_has_no_torch_model(data, net):
+    dnr = DNRClassifier(FrozenEstimator(net), layer_clf=SVC(kernel="poly"), cv=2,
+                        random_state=0).fit(data[0], data[1])
+    with pytest.raises(TypeError, match="kernel='rbf'"):
+        as_torch_model(dnr)
+
+
+def test_layer_params_are_parameters_and_applied(data, net):
+    dnr = DNRClassifier(FrozenEstimator(net), layer_clf=SVC(C=10, gamma=0.05),
+                        layer_params={"relu2": {"C": 0.5}}, cv=2, random_state=0)
+    assert dnr.get_params()["layer_params"] == {"relu2": {"C": 0.5}}
+    dnr.fit(data[0], data[1])
+    assert dnr.layer_clfs_["relu2"].estimators_[0].C == 0.5
+    assert dnr.layer_clfs_["relu1"].estimators_[0].C == 10
+    assert dnr.layer_clfs_["relu1"].estimators_[0].gamma == 0.05
+
+
+def test_default_gamma_is_resolved_per_layer(dnr):
+    gammas = {name: clf.estimators_[0].gamma for name, clf in dnr.layer_clfs_.items()}
+    assert all(isinstance(g, float) for g in gammas.values())
+    # standardised features: gamma="scale" is about 1 / n_features of the layer
+    assert gammas["relu2"] > gammas["relu1"]
+
+
+def test_threshold_parameter_and_compute_threshold(data, net, dnr):
+    X, y, X_new = data[0], data[1], data[4]
+    fixed = DNRClassifier(FrozenEstimator(net), threshold=0.25, cv=2,
+                          random_state=0).fit(X, y)
+    assert fixed.threshold_ == 0.25
+    est = clone(dnr).fit(X, y)
+    value = est.compute_threshold(X_new[:1000], 0.3)
+    assert value == est.threshold_
+    assert rejection_rate(None or np.zeros(1000), est.predict(X_new[:1000])) == pytest.approx(0.3, abs=0.002)
+    assert est.compute_threshold(X_new, 0.0) == -np.inf
+    assert not np.any(est.predict(X_new) == -1)
+
+
+def test_reject_rate_zero_never_rejects(data, net):
+    est = DNRClassifier(FrozenEstimator(net), reject_rate=0.0, cv=2, random_state=0)
+    assert np.all(est.fit(data[0], data[1]).predict(data[4]) != -1)
+
+
+def test_grid_search_over_reject_rate(data, net):
+    X, y = data[0], data[1]
+    search = GridSearchCV(DNRClassifier(FrozenEstimator(net), cv=2, random_state=0),
+                          {"reject_rate": [0.0, 0.3]}, cv=2).fit(X, y)
+    # accuracy counts rejections as errors, so rejecting more cannot win
+    assert search.best_params_ == {"reject_rate": 0.0}
+    means = search.cv_results_["mean_test_score"]
+    assert means[0] > means[1]
+
+
+def test_unfitted_network_is_trained_on_its_own_split(data):
+    X, y = data[0], data[1]
+    net = default_net(module__hidden_units=(16,), max_epochs=5)
+    dnr = DNRClassifier(net, cv=2, random_state=0).fit(X, y)
+    assert net.get_params()["max_epochs"] == 5 and not hasattr(net, "module_")
+    assert dnr.estimator_.initialized_
+    # DNR's out-of-fold scores were computed on the other half only
+    n_svm_rows = dnr.layer_clfs_["relu1"].estimators_[0].shape_fit_[0]
+    assert n_svm_rows == len(X) // 2
+    same = DNRClassifier(net, cv=2, random_state=0).fit(X, y)
+    np.testing.assert_allclose(same.decision_function(X), dnr.decision_function(X))
+
+
+def test_string_classes_and_reject_label(data, net):
+    X, y = data[0], data[1]
+    labels = np.array(["a", "b", "c"])[y]
+    dnr = DNRClassifier(FrozenEstimator(net), reject_label="reject", cv=2,
+                        reject_rate=0.2, random_state=0).fit(X, labels)
+    pred = dnr.predict(data[4])
+    assert set(pred) == {"a", "b", "c", "reject"}
+
+
+def test_pickle_and_clone(dnr, data):
+    X = data[4][:100]
+    restored = pickle.loads(pickle.dumps(dnr))
+    np.testing.assert_allclose(restored.decision_function(X), dnr.decision_function(X))
+    assert clone(dnr).get_params()["reject_rate"] == 0.2
+
+
+def test_in_pipeline(data):
+    X, y = data[0], data[1]
+    pipe = make_pipeline(MinMaxScaler(), DNRClassifier(
+        default_net(module__hidden_units=(16,), max_epochs=5), cv=2, random_state=0))
+    assert pipe.fit(X, y).predict(X).shape == (len(X),)
+
+
+@pytest.mark.parametrize(
+    "params, error, match",
+    [
+        ({"layers": ["nope"]}, ValueError, "unknown layer 'nope'.*relu1"),
+        ({"reject_rate": 1.0}, ValueError, r"reject_rate=1.0 must be a float in \[0, 1\)"),
+        ({"reject_rate": -0.1}, ValueError, "reject_rate=-0.1"),
+        ({"layer_clf": KNeighborsClassifier()}, TypeError, "no decision_function"),
+        ({"combiner": KNeighborsClassifier()}, TypeError, "combiner=KNeighborsClassifier"),
+        ({"reject_label": 1}, ValueError, "reject_label=1 is one of the classes"),
+        ({"layer_params": {"relu9": {"C": 1}}}, ValueError, "relu9"),
+        ({"threshold": "high"}, ValueError, "threshold='high'"),
+        ({"cv": 1}, ValueError, "cv=1"),
+    ],
+)
+def test_bad_parameters(data, net, params, error, match):
+    with pytest.raises(error, match=match):
+        DNRClassifier(FrozenEstimator(net), **params).fit(data[0], data[1])
+
+
+def test_not_fitted_errors(data):
+    with pytest.raises(NotFittedError):
+        DNRClassifier().compute_threshold(data[0], 0.1)
+    with pytest.raises(NotFittedError):
+        as_torch_model(DNRClassifier())
+
+
+def test_pgd_attacks_dnr_end_to_end(dnr, data):
+    X, y = data[4][:120], data[5][:120]
+    attack = PGDTransformer(FrozenEstimator(dnr), norm=2, eps=0.5, step_size=0.05,
+                            n_iter=10, clip_min=None, clip_max=None)
+    X_adv = attack.fit(X, y).generate(X, y)
+    assert np.all(np.linalg.norm(X_adv - X, axis=1) <= 0.5 + 1e-5)
+    clean = robust_accuracy_with_rejection_score(y, dnr.predict(X))
+    assert robust_accuracy_with_rejection_score(y, dnr.predict(X_adv)) < clean
+
+
+def test_reject_aware_attack_reduces_robust_accuracy(dnr, data):
+    X, y = data[4][:60], data[5][:60]
+    attack = PGDExpTransformer(FrozenEstimator(dnr), eps=1.0, step_size=0.05, n_iter=8,
+                               record_history=True, clip_min=None, clip_max=None)
+    X_adv = attack.fit(X, y).generate(X, y)
+    clean = robust_accuracy_with_rejection_score(y, dnr.predict(X))
+    assert robust_accuracy_with_rejection_score(y, dnr.predict(X_adv)) < clean
+    # the margin is positive exactly for accepted misclassified samples
+    fooled = (dnr.predict(X_adv) != y) & (dnr.predict(X_adv) != -1)
+    np.testing.assert_array_equal(attack.loss_history_[-1] > 0, fooled)

@@ -1,0 +1,27 @@
+import numpy as np
+import pytest
+
+from skrobust.attacks import FGSMTransformer
+from skrobust.evaluation import evaluate_attack, format_attack_table
+
+
+def test_evaluate_attack_reports_consistent_figures(mlp_net, mnist_small):
+    _, _, X, y = mnist_small
+    result = evaluate_attack(mlp_net, X, y, FGSMTransformer(eps=0.2))
+    assert result.clean_accuracy > 0.85
+    assert result.adversarial_accuracy < result.clean_accuracy
+    assert result.misclassification_rate == pytest.approx(1 - result.adversarial_accuracy)
+    assert result.acac > result.actc
+    assert result.linf == pytest.approx(0.2, abs=1e-6)
+    assert 0 < result.ssim < 1 and result.seconds_per_sample > 0
+    assert result.X_adv.shape == X.shape
+    np.testing.assert_array_equal(result.y_pred_adv, mlp_net.predict(result.X_adv))
+    table = format_attack_table(result, title="FGSM")
+    assert "accuracy on adversarial examples" in table and "ACAC" in table
+
+
+def test_eps_zero_changes_nothing(mlp_net, mnist_small):
+    _, _, X, y = mnist_small
+    result = evaluate_attack(mlp_net, X[:50], y[:50], FGSMTransformer(eps=0.0))
+    assert result.adversarial_accuracy == result.clean_accuracy
+    assert result.l2 == 0.0

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.metrics import make_scorer
+
+from skrobust.metrics import (
+    attack_success_rate,
+    avg_confidence_adv_class,
+    avg_confidence_true_class,
+    misclassification_rate,
+)
+
+PROBA = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.2, 0.2, 0.6], [0.5, 0.4, 0.1]])
+Y = np.array([0, 0, 2, 1])  # rows 1 and 3 are fooled
+
+
+def test_rates():
+    assert misclassification_rate(Y, PROBA.argmax(1)) == 0.5
+    assert attack_success_rate([1, 1, 1, 1], PROBA.argmax(1)) == 0.25
+    assert isinstance(misclassification_rate(Y, Y), float)
+
+
+def test_acac_and_actc_average_over_fooled_samples():
+    assert avg_confidence_adv_class(Y, PROBA) == pytest.approx((0.6 + 0.5) / 2)
+    assert avg_confidence_true_class(Y, PROBA) == pytest.approx((0.1 + 0.4) / 2)
+
+
+def test_labels_map_columns():
+    y_text = np.array(["a", "a", "c", "b"])
+    assert avg_confidence_true_class(y_text, PROBA, labels=["a", "b", "c"]) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="'z' not in labels"):
+        avg_confidence_true_class(["z"], PROBA[:1], labels=["a", "b", "c"])
+    with pytest.raises(ValueError, match="labels has 2 entries but proba_adv has 3 columns"):
+        avg_confidence_adv_class(Y, PROBA, labels=[0, 1])
+
+
+def test_no_success_gives_zero():
+    assert avg_confidence_adv_class([0], [[0.9, 0.1]]) == 0.0
+    assert avg_confidence_true_class([0], [[0.9, 0.1]]) == 0.0
+
+
+def test_length_mismatch():
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        misclassification_rate([0, 1], [0])
+
+
+def test_works_with_make_scorer():
+    class Fixed(ClassifierMixin, BaseEstimator):
+        def predict(self, X):
+            return np.zeros(len(X), dtype=int)
+
+    scorer = make_scorer(misclassification_rate, greater_is_better=False)
+    assert scorer(Fixed(), np.zeros((4, 1)), [0, 1, 1, 0]) == -0.5

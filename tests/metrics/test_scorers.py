@@ -1,0 +1,74 @@
+import numpy as np
+from sklearn.base import clone
+from sklearn.frozen import FrozenEstimator
+from sklearn.metrics import accuracy_score
+from sklearn.model_selection import GridSearchCV, cross_validate
+from sklearn.pipeline import make_pipeline
+
+from skrobust.attacks import FGSMTransformer, PGDTransformer
+from skrobust.metrics import (
+    avg_confidence_true_class,
+    make_adversarial_scorer,
+    misclassification_rate,
+)
+from skrobust.models._skorch import default_net
+
+
+def small_mnist(mnist_small, n=600):
+    X, y, _, _ = mnist_small
+    return X[:n], y[:n]
+
+
+def test_scorer_attacks_the_scored_estimator(mlp_net, mnist_small):
+    _, _, X, y = mnist_small
+    scorer = make_adversarial_scorer(FGSMTransformer(eps=0.1))
+    clean = accuracy_score(y, mlp_net.predict(X))
+    robust = scorer(mlp_net, X, y)
+    X_adv = FGSMTransformer(FrozenEstimator(mlp_net), eps=0.1).fit(X, y).generate(X, y)
+    assert robust == accuracy_score(y, mlp_net.predict(X_adv))
+    assert robust < clean
+    loss = make_adversarial_scorer(FGSMTransformer(eps=0.1), misclassification_rate,
+                                   greater_is_better=False)
+    assert loss(mlp_net, X, y) == -(1 - robust)
+    actc = make_adversarial_scorer(FGSMTransformer(eps=0.1), avg_confidence_true_class,
+                                   response_method="predict_proba")
+    assert 0.0 <= actc(mlp_net, X, y) < 0.5
+
+
+def test_repr_is_readable():
+    scorer = make_adversarial_scorer(PGDTransformer(eps=0.1), misclassification_rate,
+                                     greater_is_better=False)
+    assert repr(scorer) == ("make_adversarial_scorer(PGDTransformer(eps=0.1), "
+                            "metric=misclassification_rate, greater_is_better=False)")
+
+
+def test_cross_validate_with_a_multi_metric_dict(mnist_small):
+    X, y = small_mnist(mnist_small)
+    net = default_net(max_epochs=3, module__n_features=784, module__n_classes=10)
+    scores = cross_validate(net, X, y, cv=2, scoring={
+        "clean": "accuracy",
+        "fgsm": make_adversarial_scorer(FGSMTransformer(eps=0.1)),
+    })
+    assert np.all(scores["test_fgsm"] < scores["test_clean"])
+
+
+def test_grid_search_over_the_victim_with_an_adversarial_scorer(mnist_small):
+    X, y = small_mnist(mnist_small)
+    net = default_net(max_epochs=2, module__n_features=784, module__n_classes=10)
+    search = GridSearchCV(net, {"lr": [1e-3, 1e-2]}, cv=2,
+                          scoring=make_adversarial_scorer(FGSMTransformer(eps=0.05)))
+    search.fit(X, y)
+    assert set(search.cv_results_["param_lr"]) == {1e-3, 1e-2}
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+
+
+def test_attack_in_a_pipeline_and_a_grid_over_eps(mlp_net, mnist_small):
+    _, _, X, y = mnist_small
+    victim = FrozenEstimator(mlp_net)
+    pipe = make_pipeline(FGSMTransformer(victim, eps=0.1), victim)
+    # the pipeline attacks the victim's own predictions, then classifies the result
+    assert pipe.fit(X, y).score(X, y) < accuracy_score(y, mlp_net.predict(X))
+    search = GridSearchCV(pipe, {"fgsmtransformer__eps": [0.0, 0.1]}, cv=2).fit(X, y)
+    means = search.cv_results_["mean_test_score"]
+    assert means[0] > means[1]  # eps=0 leaves the victim's accuracy intact
+    assert clone(pipe).get_params()["fgsmtransformer__eps"] == 0.1
