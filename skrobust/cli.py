@@ -13,6 +13,25 @@ def _demo(args):
     return 0
 
 
+def _monitor(args):
+    from .detection._monitor import monitor_command
+
+    return monitor_command(args.detector, args.batch_dir, args.output_dir,
+                           module=args.module, module_kwargs=args.module_kwargs,
+                           weights=args.weights, top_k=args.top_k, rescan=args.rescan,
+                           verbose=0 if args.quiet else 1)
+
+
+def _report(args):
+    from .evaluation._report import report_command
+
+    return report_command(args.weights, args.model, data=args.data, data_home=args.data_home,
+                          n=args.n, eps=args.eps, norm=args.norm, eps_values=args.eps_values,
+                          n_iter=args.n_iter, n_queries=args.n_queries,
+                          output_dir=args.output_dir, device=args.device,
+                          random_state=args.seed, verbose=0 if args.quiet else 1)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="skrobust", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -32,6 +51,55 @@ def build_parser():
     demo.add_argument("--seed", type=int, default=0, help="random seed (0)")
     demo.add_argument("--quiet", action="store_true", help="no progress output")
     demo.set_defaults(func=_demo)
+    monitor = commands.add_parser(
+        "monitor", help="test each new batch of a folder against a saved MMD detector",
+        description="Run a detector saved with skrobust.detection.save_detector on every "
+                    "new .npy/.npz batch of a folder; write a JSON report per batch, "
+                    "append to history.jsonl and draw detection_rate.png. Unreadable or "
+                    "mis-shaped batches are reported and skipped.")
+    monitor.add_argument("detector", help="saved detector (.npz)")
+    monitor.add_argument("batch_dir", help="folder of incoming batches (.npy/.npz)")
+    monitor.add_argument("--output-dir", default="monitor",
+                         help="reports, history and figure (monitor)")
+    monitor.add_argument("--module", default=None,
+                         help="network class for a layer detector, as package.module:Class")
+    monitor.add_argument("--module-kwargs", default="{}",
+                         help="JSON keyword arguments of --module ({})")
+    monitor.add_argument("--weights", default=None,
+                         help="state_dict of the network (torch.save), loaded with "
+                              "weights_only=True")
+    monitor.add_argument("--top-k", type=int, default=100,
+                         help="suspicious indices per batch (100)")
+    monitor.add_argument("--rescan", action="store_true",
+                         help="re-score batches already in the history")
+    monitor.add_argument("--quiet", action="store_true", help="no progress output")
+    monitor.set_defaults(func=_monitor)
+    report = commands.add_parser(
+        "report", help="evaluate a saved model and write an HTML + JSON robustness report",
+        description="Load a state_dict (torch.load with weights_only=True) into a "
+                    "skrobust.models network, run the worst-case ensemble (APGD-CE, "
+                    "APGD-T, FGSM, Square) and a security curve with sanity checks, and write "
+                    "report.html (self-contained) and report.json.")
+    report.add_argument("weights", help="state_dict file saved with torch.save")
+    report.add_argument("--model", required=True, choices=["lenet5", "smallcnn", "mlp"],
+                        help="the skrobust.models class the weights belong to")
+    report.add_argument("--data", default="mnist",
+                        help="'mnist' (test split) or a .npz file with arrays X and y (mnist)")
+    report.add_argument("--data-home", default=None,
+                        help="data root holding mnist/ (default: $SKROBUST_DATA)")
+    report.add_argument("--n", type=int, default=500, help="evaluate the first N samples (500)")
+    report.add_argument("--eps", type=float, default=0.3, help="budget of the attack table (0.3)")
+    report.add_argument("--norm", default="inf", choices=["inf", "2"], help="norm (inf)")
+    report.add_argument("--eps-values", default=None,
+                        help="budgets of the curve, comma-separated (6 from 0 to --eps)")
+    report.add_argument("--n-iter", type=int, default=100, help="APGD iterations (100)")
+    report.add_argument("--n-queries", type=int, default=1000,
+                        help="Square Attack queries, 0 for none (1000)")
+    report.add_argument("--output-dir", default="report", help="output folder (report)")
+    report.add_argument("--device", default="cpu", help="torch device (cpu)")
+    report.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    report.add_argument("--quiet", action="store_true", help="no output")
+    report.set_defaults(func=_report)
     return parser
 
 

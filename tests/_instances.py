@@ -2,6 +2,12 @@
 
 from skrobust.attacks import FGSMTransformer, PGDTransformer
 from skrobust.models._skorch import default_net
+from skrobust.defenses import AdversarialTrainer, DNRClassifier
+from skrobust.attacks import PGDExpTransformer
+from skrobust.attacks import APGDTransformer
+from skrobust.attacks import SquareAttackTransformer
+from skrobust.detection import MMDDriftDetector
+from skrobust.privacy import ImageInversionAttack, SuppressPrivacyClassifier
 
 
 def tiny_net(**params):
@@ -15,6 +21,29 @@ def small_instances():
     yield PGDTransformer(tiny_net(), eps=0.1, step_size=0.05, n_iter=3, **common)
     yield PGDTransformer(tiny_net(), eps=0.1, step_size=0.05, n_iter=3, norm=2,
                          random_start=True, n_restarts=2, **common)
+    yield PGDExpTransformer(tiny_net(), eps=0.1, n_iter=3, **common)
+    # feature constraints (issue 7): budgets in std units, data bounds, an immutable feature
+    yield PGDTransformer(tiny_net(), eps=0.5, step_size=0.2, n_iter=3, eps_scale="std",
+                         clip_min="data", clip_max="data", immutable=[0], random_state=0)
+    yield SquareAttackTransformer(tiny_net(), eps=0.1, n_queries=5, **common)
+    yield APGDTransformer(tiny_net(), eps=0.1, n_iter=3, random_start=False, **common)
+    yield APGDTransformer(tiny_net(), eps=0.1, n_iter=3, norm=2, n_restarts=2, **common)
+    # DNR trains the tiny net on half of the data; -1 is a class label in the checks
+    yield DNRClassifier(tiny_net(), cv=2, reject_rate=0.0, reject_label=-99, random_state=0)
+    # a fixed threshold: calibrating one needs more samples than some checks give
+    yield DNRClassifier(tiny_net(), cv=2, threshold=0.0, reject_label=-99, random_state=0)
+    yield MMDDriftDetector(n_permutations=20, random_state=0)
+    # NAD-style FGSM, and PGD with the robust checkpoint; 2 epochs need a higher lr
+    at_net = dict(lr=0.1, batch_size=32)
+    yield AdversarialTrainer(tiny_net(**at_net), eps=0.1, replace_ratio=0.5, **common)
+    yield AdversarialTrainer(tiny_net(**at_net), attack="pgd", eps=0.1, n_iter=2,
+                             robust_val_fraction=0.2, **common)
+    # suppress-privacy: masks half of the weights over epochs 1-2 of 3
+    yield SuppressPrivacyClassifier(
+        default_net(max_epochs=3, module__hidden_units=(8,), lr=0.1), start_epoch=1,
+        end_epoch=2, sparse_end=0.5, random_state=0)
+    yield ImageInversionAttack(tiny_net(), layer="fc1", n_iter=3, image_shape=None,
+                               random_state=0)
 
 
 ORDER_DEPENDENT = (
@@ -23,7 +52,35 @@ ORDER_DEPENDENT = (
 )
 
 
+REJECTS = (
+    "DNR predicts reject_label where its best score is below threshold_, so predict "
+    "is not the argmax of decision_function (by design; reject_rate=0 passes)"
+)
+
+
+BATCH_TEST = (
+    "MMDDriftDetector's predict/score_samples test a whole batch against the reference "
+    "(a two-sample test, at least 2 rows): predict returns one decision per batch and "
+    "a row's witness score depends on the other rows, by design"
+)
+
+
+FLOAT32_ROWS = (
+    "the net computes in float32 and torch's matrix products round a row's logits "
+    "differently (last bit) with the batch it is in; predictions agree, probabilities "
+    "differ by about 1e-7, just above the check's rtol"
+)
+
+
 def expected_failed(estimator):
+    if isinstance(estimator, AdversarialTrainer):
+        return {"check_methods_sample_order_invariance": FLOAT32_ROWS,
+                "check_methods_subset_invariance": FLOAT32_ROWS}
+    if isinstance(estimator, MMDDriftDetector):
+        return {"check_methods_sample_order_invariance": BATCH_TEST,
+                "check_methods_subset_invariance": BATCH_TEST}
+    if isinstance(estimator, DNRClassifier) and estimator.threshold is not None:
+        return {"check_classifiers_classes": REJECTS, "check_classifiers_train": REJECTS}
     if getattr(estimator, "random_start", False):
         return {
             "check_methods_sample_order_invariance": ORDER_DEPENDENT,

@@ -1,5 +1,3 @@
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -9,8 +7,9 @@ from skrobust.datasets import load_mnist
 from skrobust.models import MLP
 from skrobust.models._skorch import default_net, fit_net
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    torch.set_num_threads(1)  # one thread per xdist worker: no oversubscription
+# One torch thread per test process: tests run tiny ops, for which a second thread only
+# adds contention (and xdist already runs one process per core).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,12 @@ attacks). The tensor-level steps live in :mod:`skrobust.attacks.functional`.
 """
 
 from . import _functional as functional
+from ._apgd import APGDTransformer
 from ._fgsm import FGSMTransformer
 from ._pgd import PGDTransformer
+from ._pgd_exp import PGDExpTransformer, reject_margin_loss
+from ._square import SquareAttackTransformer
 
-__all__ = ["FGSMTransformer", "PGDTransformer", "functional"]
+__all__ = ["APGDTransformer", "FGSMTransformer", "PGDExpTransformer", "PGDTransformer",
+           "SquareAttackTransformer",
+           "functional", "reject_margin_loss"]

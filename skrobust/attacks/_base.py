@@ -12,7 +12,10 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from tqdm.auto import tqdm
 
 from ..models._skorch import default_net, fit_net, is_skorch_net, size_net
+from ._constraints import FeatureConstraints, check_eps, check_feature_mask, feature_scale
+from ..utils._dask import is_dask_array, map_row_blocks
 from ..utils._differentiable import SUPPORTED_VICTIMS, TorchModel, as_torch_model
+from ..utils._sklearn_torch import check_convertible, is_convertible
 from ..utils._torch import eval_mode, make_generator, resolve_device, to_numpy, to_tensor
 
 FLOAT_DTYPES = [np.float64, np.float32]
@@ -36,6 +39,10 @@ def _bound(value, name, n_features):
     """Validate ``clip_min``/``clip_max``: None, a float or an array of n_features floats."""
     if value is None:
         return None
+    if isinstance(value, str):
+        raise ValueError(f"{name}={value!r} is not supported; use a float, an array of "
+                         'shape (n_features,), None, or "data" (transformers with '
+                         "feature constraints).")
     array = np.asarray(value, dtype=np.float64)
     if array.ndim == 0:
         if np.isnan(array):
@@ -51,6 +58,21 @@ def _bound(value, name, n_features):
     return array
 
 
+def _convertible_error(estimator):
+    """Why a scikit-learn estimator cannot be re-expressed in torch ("" if it can)."""
+    if not isinstance(estimator, BaseEstimator):
+        return ""
+    try:
+        check_convertible(estimator)
+    except TypeError as exc:
+        return str(exc)
+    return ""
+
+
+def _is_data(value):
+    return isinstance(value, str) and value == "data"
+
+
 def _needs_fit(estimator):
     """Whether ``fit`` trains a clone of ``estimator`` (rather than using it as is)."""
     return not isinstance(estimator, (FrozenEstimator, torch.nn.Module))
@@ -61,7 +83,15 @@ class BaseAttack(TransformerMixin, BaseEstimator):
 
     Subclasses implement ``_perturb(module, x, y, generator, clip_min, clip_max)``
     on tensors and, optionally, ``_check_attack_params()``.
+
+    Subclasses that set ``_supports_constraints = True`` also take the feature
+    constraints ``eps`` as an array, ``eps_scale``, ``immutable``,
+    ``integer_features`` and ``clip_min``/``clip_max="data"`` (see
+    :mod:`skrobust.attacks._constraints`); their ``_perturb`` then also accepts the
+    keyword ``eps`` (the radius of the ball, which replaces ``self.eps``).
     """
+
+    _supports_constraints = False
 
     def fit(self, X, y):
         """Fit the victim (unless it is frozen or a torch module) and record the classes.
@@ -88,6 +118,8 @@ class BaseAttack(TransformerMixin, BaseEstimator):
                 "2 classes."
             )
         self.seed_ = check_random_state(self.random_state).randint(2**31 - 1)
+        if self._supports_constraints:
+            self._fit_constraints(X)
         self.estimator_ = self._fit_victim(X, y, y_index)
         self._torch_model()  # fail at fit, not at transform, on a bad victim
         return self
@@ -100,12 +132,13 @@ class BaseAttack(TransformerMixin, BaseEstimator):
             net = default_net()
         elif is_skorch_net(estimator):
             net = clone(estimator)
-        elif hasattr(estimator, "_skrobust_torch_model"):
+        elif hasattr(estimator, "_skrobust_torch_model") or is_convertible(estimator):
             return clone(estimator).fit(X, y)
         else:
+            detail = _convertible_error(estimator)
             raise TypeError(
                 f"estimator={type(estimator).__name__} cannot be attacked with gradients: "
-                f"it must be {SUPPORTED_VICTIMS}."
+                f"it must be {SUPPORTED_VICTIMS}." + (f" Here: {detail}" if detail else "")
             )
         net.set_params(device=str(resolve_device(self.device)))
         size_net(net, X.shape[1], len(self.classes_))
@@ -118,13 +151,51 @@ class BaseAttack(TransformerMixin, BaseEstimator):
             model = TorchModel(model.module, model.device, self.classes_)
         return model
 
+    def _fit_constraints(self, X):
+        """Learn the data-dependent constraints: bounds and per-feature scale."""
+        data = {"clip_min": X.min(axis=0), "clip_max": X.max(axis=0)}
+        for name in data:
+            value = getattr(self, name)
+            if _is_data(value):
+                setattr(self, name + "_", data[name].astype(np.float64))
+            else:
+                setattr(self, name + "_", _bound(value, name, X.shape[1]))
+        self.feature_scale_ = feature_scale(X, self.eps_scale)
+
+    def _constraints(self, *, always=False):
+        """The resolved :class:`FeatureConstraints`; None on the unconstrained path
+        (no constraint set), unless ``always``."""
+        if not self._supports_constraints:
+            return None
+        n_features = self.n_features_in_
+        immutable = check_feature_mask(self.immutable, "immutable", n_features)
+        integer = check_feature_mask(self.integer_features, "integer_features", n_features)
+        if not always and (np.ndim(self.eps) == 0 and self.eps_scale is None and immutable is None
+                and integer is None and not _is_data(self.clip_min)
+                and not _is_data(self.clip_max)):
+            return None
+        return FeatureConstraints.resolve(self.eps, self.feature_scale_, immutable, integer,
+                                          self.clip_min_, self.clip_max_)
+
+    def _bounds(self, n_features):
+        if self._supports_constraints:
+            return self.clip_min_, self.clip_max_
+        return (_bound(self.clip_min, "clip_min", n_features),
+                _bound(self.clip_max, "clip_max", n_features))
+
     def _check_params(self):
         n_features = self.n_features_in_
-        if not isinstance(self.eps, numbers.Real) or not np.isfinite(self.eps) or self.eps < 0:
-            raise ValueError(f"eps={self.eps!r} must be a finite float >= 0.")
-        resolve_norm(self.norm)
-        lo = _bound(self.clip_min, "clip_min", n_features)
-        hi = _bound(self.clip_max, "clip_max", n_features)
+        constrained = self._supports_constraints
+        check_eps(self.eps, n_features, allow_array=constrained)
+        resolve_norm(getattr(self, "norm", "inf"))
+        lo = None if constrained and _is_data(self.clip_min) else _bound(
+            self.clip_min, "clip_min", n_features)
+        hi = None if constrained and _is_data(self.clip_max) else _bound(
+            self.clip_max, "clip_max", n_features)
+        if constrained:
+            feature_scale(np.zeros((1, n_features)), self.eps_scale)
+            check_feature_mask(self.immutable, "immutable", n_features)
+            check_feature_mask(self.integer_features, "integer_features", n_features)
         if lo is not None and hi is not None and np.any(np.asarray(lo) > np.asarray(hi)):
             raise ValueError(
                 f"clip_min > clip_max ({self.clip_min!r} > {self.clip_max!r}); the lower "
@@ -132,7 +203,7 @@ class BaseAttack(TransformerMixin, BaseEstimator):
             )
         if not isinstance(self.batch_size, numbers.Integral) or self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size!r} must be a positive integer.")
-        resolve_device(self.device)
+        resolve_device(getattr(self, "device", "cpu"))
         self._check_attack_params()
 
     def _check_attack_params(self):
@@ -141,8 +212,13 @@ class BaseAttack(TransformerMixin, BaseEstimator):
     def _validate_X(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
-        lo = _bound(self.clip_min, "clip_min", X.shape[1])
-        hi = _bound(self.clip_max, "clip_max", X.shape[1])
+        lo, hi = self._bounds(X.shape[1])
+        if self._supports_constraints:  # bounds learned from data also contain X
+            lo = None if _is_data(self.clip_min) else lo
+            hi = None if _is_data(self.clip_max) else hi
+            constraints = self._constraints()
+            if constraints is not None:
+                constraints.check_integral(X)
         tol = 1e-6
         if lo is not None and np.any(X < np.asarray(lo) - tol):
             raise ValueError(
@@ -165,14 +241,18 @@ class BaseAttack(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Inputs within ``[clip_min, clip_max]``.
+        X : array-like or Dask array of shape (n_samples, n_features)
+            Inputs within ``[clip_min, clip_max]``. A Dask array is attacked lazily,
+            one row-chunk at a time, and a Dask array is returned.
 
         Returns
         -------
-        X_adv : ndarray of shape (n_samples, n_features)
+        X_adv : ndarray or Dask array of shape (n_samples, n_features)
             Adversarial inputs, of X's float dtype.
         """
+        if is_dask_array(X):
+            check_is_fitted(self)
+            return map_row_blocks(self.transform, X)
         X = self._validate_X(X)
         return self._attack(X, None)
 
@@ -184,16 +264,20 @@ class BaseAttack(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Inputs within ``[clip_min, clip_max]``.
-        y : array-like of shape (n_samples,)
+        X : array-like or Dask array of shape (n_samples, n_features)
+            Inputs within ``[clip_min, clip_max]``. A Dask array is attacked lazily,
+            one row-chunk at a time, and a Dask array is returned.
+        y : array-like or Dask array of shape (n_samples,)
             True labels, or target labels when ``targeted=True``.
 
         Returns
         -------
-        X_adv : ndarray of shape (n_samples, n_features)
+        X_adv : ndarray or Dask array of shape (n_samples, n_features)
             Adversarial inputs, of X's float dtype.
         """
+        if is_dask_array(X):
+            check_is_fitted(self)
+            return map_row_blocks(self.generate, X, y)
         X = self._validate_X(X)
         y = column_or_1d(y, warn=True)
         if len(y) != len(X):
@@ -204,8 +288,10 @@ class BaseAttack(TransformerMixin, BaseEstimator):
         model = self._torch_model()
         module, device = model.module, model.device
         n_features = X.shape[1]
-        lo = _bound(self.clip_min, "clip_min", n_features)
-        hi = _bound(self.clip_max, "clip_max", n_features)
+        constraints = self._constraints()
+        if constraints is not None:
+            return self._attack_constrained(X, y_index, module, device, constraints)
+        lo, hi = self._bounds(n_features)
         lo_t = None if lo is None else torch.as_tensor(lo, dtype=torch.float32, device=device)
         hi_t = None if hi is None else torch.as_tensor(hi, dtype=torch.float32, device=device)
         generator = make_generator(self.seed_, device)
@@ -216,22 +302,46 @@ class BaseAttack(TransformerMixin, BaseEstimator):
                               disable=not self.verbose, leave=False):
                 stop = start + self.batch_size
                 x = to_tensor(X[start:stop], device)
-                if y_index is None:
-                    with torch.no_grad():
-                        logits = module(x)
-                    y = logits.argmax(1) if logits.shape[1] > 1 else (logits[:, 0] > 0).long()
-                else:
-                    y = torch.as_tensor(y_index[start:stop], device=device)
+                y = self._batch_labels(module, x, y_index, start, stop, device)
                 x_adv = self._perturb(module, x, y, generator, lo_t, hi_t)
                 X_adv[start:stop] = to_numpy(x_adv, X.dtype)
         return self._project(X, X_adv, lo, hi)
+
+    @staticmethod
+    def _batch_labels(module, x, y_index, start, stop, device):
+        """Given label indices of the batch, or the victim's predictions."""
+        if y_index is not None:
+            return torch.as_tensor(y_index[start:stop], device=device)
+        with torch.no_grad():
+            logits = module(x)
+        return logits.argmax(1) if logits.shape[1] > 1 else (logits[:, 0] > 0).long()
+
+    def _attack_constrained(self, X, y_index, module, device, constraints):
+        """Attack in scaled coordinates ``z`` (``x = x0 + weight * z``), see _constraints."""
+        generator = make_generator(self.seed_, device)
+        X_adv = np.empty_like(X)
+        starts = range(0, len(X), self.batch_size)
+        with eval_mode(module):
+            for start in tqdm(starts, desc=type(self).__name__, unit="batch",
+                              disable=not self.verbose, leave=False):
+                stop = start + self.batch_size
+                x = to_tensor(X[start:stop], device)
+                y = self._batch_labels(module, x, y_index, start, stop, device)
+                scaled, z_lo, z_hi = constraints.torch_parts(module, x, device)
+                z = self._perturb(scaled, torch.zeros_like(x), y, generator, z_lo, z_hi,
+                                  eps=constraints.radius)
+                with torch.no_grad():
+                    x_adv = scaled.to_input(z)
+                X_adv[start:stop] = to_numpy(x_adv, X.dtype)
+        return constraints.project(X, X_adv, resolve_norm(self.norm))
 
     def _project(self, X, X_adv, lo, hi):
         """Re-project in X's dtype, so float32 rounding never leaves the eps-ball."""
         delta = X_adv - X
         if resolve_norm(self.norm) == 2:
-            norms = np.linalg.norm(delta, axis=1, keepdims=True)
-            scale = np.minimum(1.0, self.eps / np.maximum(norms, np.finfo(X.dtype).tiny))
+            norms = np.linalg.norm(delta.astype(np.float64), axis=1, keepdims=True)
+            scale = np.minimum(1.0, np.divide(self.eps, norms, out=np.ones_like(norms),
+                                              where=norms > self.eps))
             # shrink a hair below eps: the division and product round in X's dtype
             scale = np.where(norms > self.eps, scale * (1 - 4 * np.finfo(X.dtype).eps), 1.0)
             delta = delta * scale.astype(X.dtype)
@@ -240,7 +350,12 @@ class BaseAttack(TransformerMixin, BaseEstimator):
         X_adv = X + delta
         if lo is not None or hi is not None:
             X_adv = np.clip(X_adv, lo, hi)
-        return X_adv.astype(X.dtype, copy=False)
+        X_adv = X_adv.astype(X.dtype, copy=False)
+        if resolve_norm(self.norm) != 2:
+            # X + delta can round one ulp beyond eps; step those entries back towards X
+            over = np.abs(X_adv - X) > self.eps
+            X_adv[over] = np.nextafter(X_adv[over], X[over])
+        return X_adv
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

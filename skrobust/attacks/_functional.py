@@ -12,12 +12,14 @@ import torch.nn.functional as F
 def attack_loss(logits, y, *, targeted=False):
     """Summed cross-entropy to ascend: towards errors, or towards ``y`` if targeted.
 
-    A single output column is read as the logit of class 1 of a binary classifier.
-    Summing (rather than averaging) keeps each sample's gradient independent of the
-    batch size.
+    A single output column is read as the logit of class 1 of a binary classifier,
+    split symmetrically into the two scores ``(-l/2, l/2)`` (same softmax as
+    ``(0, l)``, but the gradient of a confidently classified sample does not round
+    to 0 in float32). Summing (rather than averaging) keeps each sample's gradient
+    independent of the batch size.
     """
     if logits.shape[1] == 1:
-        logits = torch.cat([torch.zeros_like(logits), logits], dim=1)
+        logits = torch.cat([-logits / 2, logits / 2], dim=1)
     loss = F.cross_entropy(logits, y, reduction="sum")
     return -loss if targeted else loss
 

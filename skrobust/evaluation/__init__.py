@@ -1,5 +1,38 @@
 """Robustness evaluation: attack a fitted model and report every figure at once."""
 
 from ._attack import evaluate_attack, format_attack_table
+from ._curve import security_curve
+from ._report import write_report
+from ._robustness import default_attacks, evaluate_robustness, format_robustness_table
+from ._sanity import (
+    RobustnessWarning,
+    SanityCheck,
+    check_deterministic,
+    check_eps_zero,
+    check_gradients,
+    check_input_bounds,
+    check_iterative_stronger,
+    check_monotonic_accuracy,
+    check_training_mode,
+    run_sanity_checks,
+)
 
-__all__ = ["evaluate_attack", "format_attack_table"]
+__all__ = [
+    "RobustnessWarning",
+    "SanityCheck",
+    "check_deterministic",
+    "check_eps_zero",
+    "check_gradients",
+    "check_input_bounds",
+    "check_iterative_stronger",
+    "check_monotonic_accuracy",
+    "check_training_mode",
+    "default_attacks",
+    "evaluate_attack",
+    "evaluate_robustness",
+    "format_attack_table",
+    "format_robustness_table",
+    "run_sanity_checks",
+    "security_curve",
+    "write_report",
+]

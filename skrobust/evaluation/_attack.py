@@ -16,8 +16,9 @@ from ..metrics import (
 
 
 def _square_image_shape(n_features):
+    # SSIM's 7x7 window needs images of at least 7x7 pixels
     side = int(round(np.sqrt(n_features)))
-    return (side, side) if side * side == n_features else None
+    return (side, side) if side * side == n_features and side >= 7 else None
 
 
 def evaluate_attack(estimator, X, y, attack, *, image_shape="auto", relative=False):
@@ -38,7 +39,7 @@ def evaluate_attack(estimator, X, y, attack, *, image_shape="auto", relative=Fal
         E.g. ``FGSMTransformer(eps=0.3)``; its ``estimator`` is replaced.
     image_shape : "auto", tuple of int or None, default="auto"
         Image shape for SSIM; ``"auto"`` uses a square image when ``n_features`` is
-        a perfect square; None skips SSIM (reported as NaN).
+        a perfect square of at least 7x7 pixels; None skips SSIM (reported as NaN).
     relative : bool, default=False
         Report MindArmour's relative Lp distances instead of absolute ones
         (see :func:`~skrobust.metrics.avg_lp_distance`).

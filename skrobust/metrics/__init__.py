@@ -12,10 +12,16 @@ from ._adversarial import (
     misclassification_rate,
 )
 from ._distances import avg_lp_distance, avg_ssim
+from ._rejection import (
+    accepted_accuracy_score,
+    rejection_rate,
+    robust_accuracy_with_rejection_score,
+)
 from ._scorers import AdversarialScorer, make_adversarial_scorer
 
 __all__ = [
     "AdversarialScorer",
+    "accepted_accuracy_score",
     "attack_success_rate",
     "avg_confidence_adv_class",
     "avg_confidence_true_class",
@@ -23,4 +29,6 @@ __all__ = [
     "avg_ssim",
     "make_adversarial_scorer",
     "misclassification_rate",
+    "rejection_rate",
+    "robust_accuracy_with_rejection_score",
 ]

@@ -2,6 +2,7 @@
 
 from ._differentiable import TorchModel, as_torch_model
 from ._features import extract_features, layer_names
+from ._sklearn_torch import sklearn_to_torch
 from ._torch import eval_mode, make_generator, resolve_device, to_numpy, to_tensor
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "layer_names",
     "make_generator",
     "resolve_device",
+    "sklearn_to_torch",
     "to_numpy",
     "to_tensor",
 ]

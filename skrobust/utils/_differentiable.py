@@ -3,7 +3,9 @@
 Attacks only ever see a :class:`TorchModel`. A victim provides one by being a
 ``torch.nn.Module``, a fitted skorch ``NeuralNet``, or any object with a
 ``_skrobust_torch_model()`` method returning a :class:`TorchModel` (skrobust's own
-estimators implement it). ``sklearn.frozen.FrozenEstimator`` is unwrapped.
+estimators implement it), or a fitted scikit-learn ``Pipeline``/classifier made of
+differentiable steps (re-expressed in torch by :func:`sklearn_to_torch`).
+``sklearn.frozen.FrozenEstimator`` is unwrapped.
 """
 
 from dataclasses import dataclass
@@ -15,8 +17,11 @@ from sklearn.exceptions import NotFittedError
 from ._torch import module_device
 
 SUPPORTED_VICTIMS = (
-    "a fitted skorch NeuralNet classifier, a torch.nn.Module returning logits, or a "
-    "skrobust estimator, each optionally wrapped in sklearn.frozen.FrozenEstimator"
+    "a fitted skorch NeuralNet classifier, a torch.nn.Module returning logits, a "
+    "skrobust estimator, or a scikit-learn Pipeline/classifier of differentiable steps "
+    "(scalers, PCA, linear models, SVC, MLPClassifier), each optionally wrapped in "
+    "sklearn.frozen.FrozenEstimator; for other models use the black-box "
+    "SquareAttackTransformer"
 )
 
 
@@ -101,6 +106,19 @@ def as_torch_model(estimator):
             )
         module = estimator.module_
         return TorchModel(module, module_device(module))
+    from sklearn.base import BaseEstimator
+
+    if isinstance(estimator, BaseEstimator):
+        from ._sklearn_torch import check_convertible, sklearn_classes, sklearn_to_torch
+
+        try:
+            check_convertible(estimator)
+        except TypeError as exc:
+            raise TypeError(
+                f"Cannot attack a {type(estimator).__name__} with gradients: {exc}"
+            ) from None
+        module = sklearn_to_torch(estimator)
+        return TorchModel(module, torch.device("cpu"), sklearn_classes(estimator))
     raise TypeError(
         f"Cannot attack a {type(estimator).__name__} with gradients: the victim must be "
         f"{SUPPORTED_VICTIMS}."

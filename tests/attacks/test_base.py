@@ -241,3 +241,11 @@ def test_cuda_victim_is_attacked_on_its_device():
     X_adv = PGDTransformer(module, eps=0.1, n_iter=3).fit(X, Y3).generate(X, Y3)
     X_cpu = PGDTransformer(Linear(), eps=0.1, n_iter=3).fit(X, Y3).generate(X, Y3)
     np.testing.assert_allclose(X_adv, X_cpu, atol=1e-5)
+
+
+def test_float64_linf_budget_is_exact():
+    X = np.random.RandomState(3).rand(500, 6) * 0.6 + 0.2
+    y = np.arange(500) % 3
+    for eps in (0.07, 0.1, 0.3):
+        X_adv = FGSMTransformer(Linear(), eps=eps).fit(X, y).generate(X, y)
+        assert np.abs(X_adv - X).max() <= eps

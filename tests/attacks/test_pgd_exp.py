@@ -48,7 +48,7 @@ def test_budget_box_and_monotone_loss(victim):
     assert np.all(np.diff(history, axis=0) >= 0)
     assert attack.scores_history_.shape == (11, len(X), 10)
     # one gradient per iteration at most, forward passes for the line search
-    assert attack.n_gradients_ <= 10 and attack.n_forwards_ > attack.n_gradients_
+    assert attack.n_gradients_ <= 10 * len(X) and attack.n_forwards_ > attack.n_gradients_
     acc_clean = np.mean(est.predict(X) == y)
     assert np.mean(est.predict(X_adv) == y) < acc_clean
 
@@ -77,6 +77,19 @@ def test_targeted(victim):
     assert np.mean(est.predict(X_adv) == target) > 0.5
 
 
+def test_double_init_keeps_the_better_run(victim):
+    est, X, y = victim
+    kwargs = dict(eps=1.0, n_iter=5, record_history=True)
+    single = PGDExpTransformer(est, **kwargs)
+    double = PGDExpTransformer(est, double_init=True, **kwargs)
+    single.fit(X, y).generate(X, y)
+    X_adv = double.fit(X, y).generate(X, y)
+    assert np.all(double.loss_history_[-1] >= single.loss_history_[-1] - 1e-5)
+    assert double.n_gradients_ > single.n_gradients_
+    assert np.all(np.linalg.norm(X_adv - X, axis=1) <= 1.0 + 1e-5)
+    assert double.X_init_.shape == X.shape and not hasattr(single, "X_init_")
+
+
 def test_functional_shrinks_step_when_needed():
     module = torch.nn.Linear(3, 2).double()
     x = torch.zeros(4, 3, dtype=torch.float64)
@@ -88,7 +101,26 @@ def test_functional_shrinks_step_when_needed():
     assert torch.all(history["loss"][-1] >= history["loss"][0])
 
 
+def test_early_stop_stops_at_success_and_saves_work(victim):
+    est, X, y = victim
+    full = PGDExpTransformer(est, eps=2.0, n_iter=10, record_history=True)
+    early = PGDExpTransformer(est, eps=2.0, n_iter=10, early_stop=True, record_history=True)
+    X_full = full.fit(X, y).generate(X, y)
+    X_early = early.fit(X, y).generate(X, y)
+    assert early.n_gradients_ < full.n_gradients_
+    fooled_full = est.predict(X_full) != y
+    fooled_early = est.predict(X_early) != y
+    np.testing.assert_array_equal(fooled_early, fooled_full)
+    # after its first success a sample's loss no longer changes
+    history = early.loss_history_
+    for i in range(len(X)):
+        first = np.argmax(history[:, i] > 0) if np.any(history[:, i] > 0) else None
+        if first is not None:
+            assert np.all(history[first:, i] == history[first, i])
+
+
 @pytest.mark.parametrize("params, match", [
+    ({"early_stop": True, "loss": "ce"}, "early_stop=True needs"),
     ({"norm": "inf"}, "L2 attack"),
     ({"loss": "hinge"}, "loss='hinge'"),
     ({"step_size": 0.0}, "step_size"),

@@ -1,0 +1,290 @@
+"""Tensor-level Auto-PGD (Croce & Hein, ICML 2020): no numpy, no estimators.
+
+Same conventions as :mod:`skrobust.attacks._functional`: ``module`` maps inputs to
+logits, ``x`` and ``y`` are tensors on the module's device, the caller handles eval
+mode, and every function returns detached tensors.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ._functional import ascent_direction, project, random_init
+
+LOSSES = ("ce", "dlr")
+
+
+def _two_columns(logits):
+    """A single output column is the logit of class 1 of a binary classifier."""
+    if logits.shape[1] == 1:
+        return torch.cat([torch.zeros_like(logits), logits], dim=1)
+    return logits
+
+
+def _predict(logits):
+    return _two_columns(logits).argmax(1)
+
+
+def dlr_loss(logits, y):
+    """Per-sample difference-of-logits-ratio loss, to ascend (untargeted).
+
+    ``-(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3)``, where ``z_pi1 >= z_pi2 >= ...``
+    are the sorted logits. Invariant to shifting and rescaling the logits, so it
+    does not vanish on over-confident models. Needs at least 3 classes.
+    """
+    z_sorted, order = logits.sort(dim=1)
+    z_y = logits.gather(1, y[:, None])[:, 0]
+    top_is_y = order[:, -1] == y
+    z_other = torch.where(top_is_y, z_sorted[:, -2], z_sorted[:, -1])
+    return -(z_y - z_other) / (z_sorted[:, -1] - z_sorted[:, -3] + 1e-12)
+
+
+def dlr_targeted_loss(logits, target, y=None):
+    """Per-sample targeted DLR loss, to ascend (towards ``target``).
+
+    ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)`` with ``y`` the true class. When
+    ``y`` is None (a targeted attack given only the targets), ``z_y`` is the largest
+    logit of a class other than the target, which equals ``z_y`` at a correctly
+    classified start. Needs at least 4 classes.
+    """
+    z_sorted, _ = logits.sort(dim=1)
+    z_t = logits.gather(1, target[:, None])[:, 0]
+    if y is None:
+        others = logits.scatter(1, target[:, None], float("-inf"))
+        z_y = others.amax(dim=1)
+    else:
+        z_y = logits.gather(1, y[:, None])[:, 0]
+    scale = z_sorted[:, -1] - 0.5 * (z_sorted[:, -3] + z_sorted[:, -4]) + 1e-12
+    return -(z_y - z_t) / scale
+
+
+def _per_sample_loss(logits, y, target, loss):
+    """The loss to ascend, per sample: towards errors on ``y``, or towards ``target``."""
+    if loss == "ce":
+        logits = _two_columns(logits)
+        if target is None:
+            return F.cross_entropy(logits, y, reduction="none")
+        return -F.cross_entropy(logits, target, reduction="none")
+    if target is None:
+        return dlr_loss(logits, y)
+    return dlr_targeted_loss(logits, target, y)
+
+
+def check_n_classes(n_classes, loss, *, targeted):
+    """Raise a clear error when the DLR loss is undefined for ``n_classes`` outputs."""
+    needed = 4 if targeted else 3
+    if loss == "dlr" and n_classes < needed:
+        kind = "targeted DLR" if targeted else "DLR"
+        raise ValueError(
+            f"The {kind} loss needs at least {needed} classes but the victim has "
+            f"{n_classes} outputs; use loss='ce'."
+        )
+
+
+def apgd_checkpoints(n_iter):
+    """Iterations at which APGD may halve its step size.
+
+    ``w_j = ceil(p_j * n_iter)`` with ``p_0 = 0``, ``p_1 = 0.22`` and
+    ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``, keeping those ``<= n_iter``.
+
+    Examples
+    --------
+    >>> apgd_checkpoints(100)
+    [0, 22, 41, 57, 70, 80, 87, 93, 99]
+    """
+    p = [0.0, 0.22]
+    while p[-1] + max(p[-1] - p[-2] - 0.03, 0.06) <= 1.0:
+        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
+    checkpoints = []
+    for p_j in p:
+        w = math.ceil(round(p_j * n_iter, 9))
+        if w <= n_iter and (not checkpoints or w > checkpoints[-1]):
+            checkpoints.append(w)
+    return checkpoints
+
+
+def _loss_grad(module, x, y, target, loss):
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        logits = module(x)
+        losses = _per_sample_loss(logits, y, target, loss)
+        (grad,) = torch.autograd.grad(losses.sum(), x)
+    return losses.detach(), torch.nan_to_num(grad, nan=0.0), logits.detach()
+
+
+def _rows(mask, x):
+    return mask.view(-1, *([1] * (x.dim() - 1)))
+
+
+def _apgd_run(module, x, x_start, y, target, goal, *, eps, norm, loss, n_iter, rho, alpha,
+              clip_min, clip_max):
+    """One APGD run (Algorithm 1 of the paper) from ``x_start``.
+
+    ``goal`` is the label of success: misclassifying ``y`` (untargeted, also for
+    top-k targeted runs) or reaching ``target`` (targeted). Returns the first point
+    reaching the goal where one was found, else the point of highest loss, plus the
+    success flags and the highest loss.
+    """
+    def reached(logits):
+        pred = _predict(logits)
+        return pred == target if goal == "target" else pred != y
+
+    checkpoints = set(apgd_checkpoints(n_iter)[1:])
+    last_check = 0
+    n = len(x)
+    step = torch.full((n,) + (1,) * (x.dim() - 1), 2.0 * eps, dtype=x.dtype, device=x.device)
+    x_cur = x_start
+    losses, grad, logits = _loss_grad(module, x_cur, y, target, loss)
+    success = reached(logits)
+    x_found = x_cur.clone()
+    x_best, grad_best, loss_best = x_cur.clone(), grad.clone(), losses.clone()
+    loss_best_last_check = loss_best.clone()
+    reduced_last_check = torch.zeros(n, dtype=torch.bool, device=x.device)
+    n_increased = torch.zeros(n, dtype=torch.long, device=x.device)
+    x_prev = x_cur
+    for k in range(n_iter):
+        a = 1.0 if k == 0 else alpha
+        z = project(x_cur + step * ascent_direction(grad, norm), x, eps, norm, clip_min, clip_max)
+        x_new = project(x_cur + a * (z - x_cur) + (1 - a) * (x_cur - x_prev), x, eps, norm,
+                        clip_min, clip_max)
+        x_prev, x_cur = x_cur, x_new
+        loss_prev = losses
+        losses, grad, logits = _loss_grad(module, x_cur, y, target, loss)
+        hit = reached(logits)
+        new = (hit & ~success).nonzero().flatten()
+        if len(new):
+            x_found[new] = x_cur[new]
+        success = success | hit
+        n_increased += (losses > loss_prev).long()
+        better = (losses > loss_best).nonzero().flatten()
+        if len(better):
+            x_best[better] = x_cur[better]
+            grad_best[better] = grad[better]
+            loss_best[better] = losses[better]
+        if k + 1 in checkpoints:
+            # condition 1: the loss increased in fewer than rho of the steps since
+            # the last checkpoint; condition 2: the step was not halved at the last
+            # checkpoint and the best loss has not improved since
+            few_increases = n_increased < rho * (k + 1 - last_check)
+            stalled = ~reduced_last_check & (loss_best_last_check >= loss_best)
+            reduce = few_increases | stalled
+            rows = reduce.nonzero().flatten()
+            if len(rows):
+                step[rows] = step[rows] / 2
+                x_cur = x_cur.clone()
+                x_cur[rows] = x_best[rows]
+                grad[rows] = grad_best[rows]
+            reduced_last_check = reduce
+            loss_best_last_check = loss_best.clone()
+            n_increased.zero_()
+            last_check = k + 1
+    x_out = torch.where(_rows(success, x), x_found, x_best)
+    return x_out.detach(), success, loss_best
+
+
+def apgd(module, x, y, *, eps, norm="inf", loss="ce", n_iter=100, n_restarts=1,
+         targeted=False, n_target_classes=None, rho=0.75, alpha=0.75, random_start=True,
+         clip_min=None, clip_max=None, generator=None):
+    """Auto-PGD (Croce & Hein, 2020): PGD with an automatic step-size schedule.
+
+    Starts with step ``2 * eps``, adds momentum ``alpha`` and, at checkpoints
+    ``w_j`` (:func:`apgd_checkpoints`), halves a sample's step and restarts it from
+    its best point when its loss increased in fewer than ``rho`` of the steps since
+    the last checkpoint, or when neither its step nor its best loss changed.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Maps ``x`` to logits.
+    x : Tensor of shape (n_samples, ...)
+        Inputs inside ``[clip_min, clip_max]``.
+    y : Tensor of shape (n_samples,)
+        Label indices: the true classes, or the targets when ``targeted=True``.
+    eps : float
+        Radius of the ``norm`` ball.
+    norm : {"inf", 2}
+        The norm of the budget.
+    loss : {"ce", "dlr"}
+        Cross-entropy or difference-of-logits-ratio.
+    n_iter : int
+        Iterations per run; each costs one forward and one backward pass (plus one
+        pass at the start).
+    n_restarts : int
+        Runs per sample; a restart only attacks the samples not yet fooled.
+    targeted : bool
+        Move towards the classes ``y`` (loss ``-CE`` or the targeted DLR).
+    n_target_classes : int or None
+        Untargeted attack made of targeted runs (APGD-T): for each of the
+        ``n_target_classes`` highest-scoring other classes of the clean input, a
+        targeted run (targeted DLR or ``-CE``) on the samples not yet fooled.
+    rho, alpha : float
+        Step-halving threshold and momentum (0.75 in the paper).
+    random_start : bool
+        Start from a uniform random point of the ball (each restart draws anew).
+    clip_min, clip_max : float, Tensor or None
+        Input bounds.
+    generator : torch.Generator, optional
+        Source of the random starts.
+
+    Returns
+    -------
+    x_adv : Tensor of the shape of ``x``
+        For each sample, the first point found that reaches the goal, else the
+        point of highest loss. Samples already misclassified (or already at their
+        target) are returned unchanged.
+
+    References
+    ----------
+    F. Croce and M. Hein, "Reliable evaluation of adversarial robustness with an
+    ensemble of diverse parameter-free attacks", ICML 2020.
+    """
+    if n_target_classes is not None and targeted:
+        raise ValueError("n_target_classes runs an untargeted attack; use targeted=False.")
+    with torch.no_grad():
+        clean_logits = module(x)
+    n_classes = max(clean_logits.shape[1], 2)
+    check_n_classes(n_classes, loss, targeted=targeted or n_target_classes is not None)
+    x_adv = x.clone()
+    if targeted:
+        success = _predict(clean_logits) == y
+        runs = [(None, y, "target")]
+    else:
+        success = _predict(clean_logits) != y
+        if n_target_classes is None:
+            runs = [(None, None, "error")]
+        else:
+            order = _two_columns(clean_logits).argsort(dim=1, descending=True)
+            # the i-th best class other than the top one; n_classes - 1 at most
+            runs = [(order[:, i], None, "error")
+                    for i in range(1, min(n_target_classes, n_classes - 1) + 1)]
+    best_loss = torch.full((len(x),), float("-inf"), dtype=x.dtype, device=x.device)
+    for ranked_target, target, goal in runs:
+        for _ in range(n_restarts):
+            active = (~success).nonzero().flatten()
+            if len(active) == 0:
+                return x_adv
+            x_a = x[active]
+            if random_start:
+                x_start = random_init(x_a, eps, norm, generator, clip_min, clip_max)
+            else:
+                x_start = x_a.clone()
+            if goal == "target":
+                run_y, run_target = None, target[active]
+            elif ranked_target is not None:
+                run_y, run_target = y[active], ranked_target[active]
+            else:
+                run_y, run_target = y[active], None
+            out, hit, run_loss = _apgd_run(
+                module, x_a, x_start, run_y, run_target, goal, eps=eps, norm=norm,
+                loss=loss, n_iter=n_iter, rho=rho, alpha=alpha, clip_min=clip_min,
+                clip_max=clip_max)
+            # fooled samples keep their adversarial point; the others keep the run
+            # with the highest loss (comparable within one target's runs only)
+            keep = hit | (run_loss > best_loss[active])
+            x_adv[active[keep]] = out[keep]
+            best_loss[active] = torch.where(keep, run_loss, best_loss[active])
+            success[active] = hit
+        best_loss.fill_(float("-inf"))
+    return x_adv
+

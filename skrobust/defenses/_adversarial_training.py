@@ -1,0 +1,418 @@
+"""Adversarial training of a skorch classifier as a scikit-learn meta-estimator."""
+
+import numbers
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.frozen import FrozenEstimator
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, check_scalar, validate_data
+
+from ..attacks import FGSMTransformer, PGDTransformer
+from ..attacks._base import BaseAttack
+from ..models._skorch import default_net, is_skorch_net, size_net
+from ..utils._differentiable import TorchModel
+from ..utils._torch import module_device, resolve_device, to_numpy, torch_seed
+from ._adversarial_net import Adversary, RobustCheckpoint, adversarial_class, bound_tensor
+
+FLOAT_DTYPES = [np.float64, np.float32]
+# the attack-shaped parameters, with their defaults; an attack transformer replaces them
+_ATTACK_PARAMS = dict(eps=0.3, step_size=None, n_iter=None, random_start=False,
+                      norm="inf", clip_min=0.0, clip_max=1.0)
+# PGD of the catastrophic-overfitting guard
+_GUARD_N_ITER = 10
+
+
+class AdversarialTrainer(ClassifierMixin, BaseEstimator):
+    """Train a skorch classifier on adversarial examples of each batch.
+
+    At every training step, a share ``replace_ratio`` of the batch is replaced by
+    adversarial examples crafted against the *current* weights, then one optimiser
+    step is taken on the mixed batch. The examples are crafted with the tensor-level
+    FGSM/PGD of :mod:`skrobust.attacks`, with the module in eval mode (batch-norm
+    statistics are not updated by the attack's forward passes, each submodule's mode
+    is restored for the update) and with input gradients only (the attack never
+    writes to the parameters' ``.grad``).
+
+    The published recipes are one line each:
+
+    - Natural Adversarial Defense, NAD (MindArmour): half of each batch replaced by
+      its FGSM examples, ``AdversarialTrainer(net, eps=0.3, replace_ratio=0.5)``.
+    - Fast FGSM training with random start (Wong et al. 2020): uniform start in
+      the ``eps``-ball and one step of ``1.25 * eps`` on every sample,
+      ``AdversarialTrainer(net, eps=0.1, random_start=True)``.
+    - PGD adversarial training (Madry et al. 2018): ``n_iter`` PGD steps from a
+      random start on every sample,
+      ``AdversarialTrainer(net, attack="pgd", eps=0.3, n_iter=10, random_start=True)``.
+
+    Parameters
+    ----------
+    estimator : skorch NeuralNetClassifier, FrozenEstimator of a fitted one, or None, \
+default=None
+        The net to train. It is cloned (never modified) and trained on
+        :class:`~sklearn.preprocessing.LabelEncoder` indices; its module must return
+        logits, so use ``criterion=torch.nn.CrossEntropyLoss``. A
+        ``FrozenEstimator`` around a fitted net is fine-tuned: training starts from
+        a copy of its weights (MindArmour's ``batch_defense`` after normal
+        training). If None, a small MLP from :mod:`skrobust.models` sized to the data.
+        Its parameters are reachable as ``estimator__lr``, ``estimator__max_epochs``, ...
+    attack : {"fgsm", "pgd"} or FGSMTransformer or PGDTransformer, default="fgsm"
+        The training attack. ``"fgsm"``: one step; ``"pgd"``: ``n_iter`` steps. An
+        attack transformer (its ``estimator`` is ignored) brings its own ``eps``,
+        ``step_size``, ``n_iter``, ``norm``, ``random_start``, ``clip_min`` and
+        ``clip_max``, reachable as ``attack__eps``, ...; the parameters of the same
+        names here must then keep their defaults.
+    eps : float, default=0.3
+        Maximum perturbation in the ``norm`` ball.
+    step_size : float or None, default=None
+        Size of each step. None: ``eps`` for FGSM, ``1.25 * eps`` for FGSM with
+        ``random_start`` (Wong et al.), ``2.5 * eps / n_iter`` for PGD (Madry et al.).
+    n_iter : int or None, default=None
+        Number of steps: must be 1 (or None) for ``"fgsm"``; None means 10 for
+        ``"pgd"``. PGD-k training costs about ``k + 1`` times clean training.
+    random_start : bool, default=False
+        Start each attack from a uniform random point of the ``eps``-ball.
+    replace_ratio : float, default=1.0
+        Share of each batch replaced by adversarial examples, in [0, 1] (rounded up
+        to whole samples, drawn at random per batch). 0 trains on clean data.
+    norm : {"inf", 2}, default="inf"
+        The Lp norm of the perturbation budget.
+    clip_min, clip_max : float, array-like of shape (n_features,) or None, \
+default=0.0, 1.0
+        Bounds of the input domain; None disables a bound. ``fit`` rejects
+        training data outside them.
+    warm_start : bool, default=False
+        If True and the trainer was fitted before (same features and classes),
+        ``fit`` continues training ``estimator_`` as it is (its own ``max_epochs``,
+        ``lr``, optimiser state; change them with ``estimator_.set_params``) with
+        the current attack parameters, instead of starting anew. Use it to train
+        clean first (``replace_ratio=0``) and fine-tune adversarially after.
+    robust_val_fraction : float or None, default=None
+        Guard against catastrophic overfitting (the sudden loss of robustness of
+        fast FGSM training). If set, this fraction of the training data is held out
+        (the net's ``train_split`` is replaced), after every epoch the accuracy on
+        PGD examples of it (10 steps of ``2.5 * eps / 10`` from a random start) is
+        recorded as ``valid_robust_acc`` in ``estimator_.history``, and the weights
+        of the best epoch are restored at the end of ``fit``.
+    device : str or torch.device, default="cpu"
+        Device on which the net is trained (forwarded to ``estimator``).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the net's initialisation, batch shuffling, random starts, replaced
+        rows and the validation split. An int gives identical runs on CPU.
+    verbose : int, default=0
+        0: silent. 1: skorch's epoch log. 2: also skorch's progress bar.
+
+    Attributes
+    ----------
+    estimator_ : skorch NeuralNetClassifier
+        The trained net (an instance of a private subclass of the given net's class
+        that adds the adversarial step), trained on indices into ``classes_``.
+    attack_ : FGSMTransformer or PGDTransformer
+        The training attack with every parameter resolved (unfitted).
+    classes_ : ndarray of shape (n_classes,)
+        Class labels seen in ``fit``.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    seed_ : int
+        Seed drawn from ``random_state`` in ``fit``.
+    best_epoch_ : int or None
+        With ``robust_val_fraction``, the (1-based) epoch whose weights were kept;
+        else None.
+
+    See Also
+    --------
+    skrobust.attacks.FGSMTransformer : The single-step attack.
+    skrobust.attacks.PGDTransformer : The iterative attack.
+    skrobust.metrics.make_adversarial_scorer : Score robustness in a grid search.
+
+    Notes
+    -----
+    Robust accuracy measured with the training attack overestimates robustness:
+    evaluate with a stronger attack (PGD with many steps and restarts) against the
+    trained model itself.
+
+    References
+    ----------
+    I. J. Goodfellow, J. Shlens and C. Szegedy, "Explaining and harnessing
+    adversarial examples", ICLR 2015.
+
+    A. Madry, A. Makelov, L. Schmidt, D. Tsipras and A. Vladu, "Towards deep learning
+    models resistant to adversarial attacks", ICLR 2018.
+
+    E. Wong, L. Rice and J. Z. Kolter, "Fast is better than free: revisiting
+    adversarial training", ICLR 2020.
+
+    MindSpore, "MindArmour: NaturalAdversarialDefense",
+    https://gitee.com/mindspore/mindarmour.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skorch import NeuralNetClassifier
+    >>> from sklearn.datasets import make_classification
+    >>> from sklearn.preprocessing import minmax_scale
+    >>> from skrobust.defenses import AdversarialTrainer
+    >>> from skrobust.models import MLP
+    >>> X, y = make_classification(n_samples=200, n_features=5, random_state=0)
+    >>> X = minmax_scale(X)
+    >>> net = NeuralNetClassifier(MLP, criterion=torch.nn.CrossEntropyLoss,
+    ...                           optimizer=torch.optim.Adam, lr=0.01, max_epochs=10,
+    ...                           train_split=None)
+    >>> clf = AdversarialTrainer(net, eps=0.05, replace_ratio=0.5, random_state=0)
+    >>> clf.fit(X, y).score(X, y) > 0.8
+    True
+    >>> clf.attack_
+    FGSMTransformer(eps=0.05)
+    >>> clf.set_params(estimator__max_epochs=20).get_params()["estimator__max_epochs"]
+    20
+    """
+
+    def __init__(self, estimator=None, *, attack="fgsm", eps=0.3, step_size=None,
+                 n_iter=None, random_start=False, replace_ratio=1.0, norm="inf",
+                 clip_min=0.0, clip_max=1.0, warm_start=False, robust_val_fraction=None,
+                 device="cpu", random_state=None, verbose=0):
+        self.estimator = estimator
+        self.attack = attack
+        self.eps = eps
+        self.step_size = step_size
+        self.n_iter = n_iter
+        self.random_start = random_start
+        self.replace_ratio = replace_ratio
+        self.norm = norm
+        self.clip_min = clip_min
+        self.clip_max = clip_max
+        self.warm_start = warm_start
+        self.robust_val_fraction = robust_val_fraction
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _resolve_attack(self):
+        """The training attack as an unfitted FGSMTransformer or PGDTransformer."""
+        if isinstance(self.attack, BaseAttack):
+            changed = [name for name, default in _ATTACK_PARAMS.items()
+                       if not _same(getattr(self, name), default)]
+            if changed:
+                raise ValueError(
+                    f"{', '.join(changed)} must keep their defaults when attack is a "
+                    f"{type(self.attack).__name__}: set the transformer's own parameters "
+                    f"instead (attack__{changed[0]}=... in a grid)."
+                )
+            if getattr(self.attack, "targeted", False):
+                raise ValueError("attack must be untargeted (targeted=False) for "
+                                 "adversarial training.")
+            return clone(self.attack).set_params(estimator=None)
+        if self.attack not in ("fgsm", "pgd"):
+            raise ValueError(
+                f'attack={self.attack!r} is not supported; use "fgsm", "pgd", or an '
+                "FGSMTransformer / PGDTransformer instance."
+            )
+        common = dict(eps=self.eps, norm=self.norm, clip_min=self.clip_min,
+                      clip_max=self.clip_max)
+        if self.attack == "fgsm":
+            if self.n_iter not in (None, 1):
+                raise ValueError(f'n_iter={self.n_iter!r} with attack="fgsm" (one step); '
+                                 'use attack="pgd" for several steps.')
+            if self.step_size is None and not self.random_start:
+                return FGSMTransformer(**common)
+            step_size = 1.25 * self.eps if self.step_size is None else self.step_size
+            return PGDTransformer(step_size=step_size, n_iter=1,
+                                  random_start=self.random_start, **common)
+        n_iter = 10 if self.n_iter is None else self.n_iter
+        check_scalar(n_iter, "n_iter", numbers.Integral, min_val=1)
+        step_size = 2.5 * self.eps / n_iter if self.step_size is None else self.step_size
+        return PGDTransformer(step_size=step_size, n_iter=n_iter,
+                              random_start=self.random_start, **common)
+
+    def _check_params(self):
+        eps = self.eps
+        if not isinstance(eps, numbers.Real) or not np.isfinite(eps) or eps < 0:
+            raise ValueError(f"eps={eps!r} must be a finite float >= 0.")
+        check_scalar(self.replace_ratio, "replace_ratio", numbers.Real,
+                     min_val=0.0, max_val=1.0)
+        if self.robust_val_fraction is not None:
+            check_scalar(self.robust_val_fraction, "robust_val_fraction", numbers.Real,
+                         min_val=0.0, max_val=1.0, include_boundaries="neither")
+        attack = self._resolve_attack()
+        # the transformer's own checks (eps, norm, bounds, step_size, n_iter)
+        attack.n_features_in_ = self.n_features_in_
+        attack._check_params()
+        del attack.n_features_in_
+        return attack
+
+    def _check_bounds(self, X):
+        for name, bound, below in (("clip_min", self.attack_.clip_min, True),
+                                   ("clip_max", self.attack_.clip_max, False)):
+            if bound is None:
+                continue
+            bad = X < np.asarray(bound) - 1e-6 if below else X > np.asarray(bound) + 1e-6
+            if np.any(bad):
+                raise ValueError(
+                    f"X has values {'below' if below else 'above'} {name}={bound!r}; "
+                    f"scale X into [clip_min, clip_max] or set {name}=None to disable "
+                    "the bound."
+                )
+
+    def _make_net(self, n_classes):
+        """An unfitted net of the adversarial class, from the estimator's parameters."""
+        estimator = self.estimator
+        frozen = isinstance(estimator, FrozenEstimator)
+        if frozen:
+            estimator = estimator.estimator
+        if estimator is None:
+            estimator = default_net()
+        elif not is_skorch_net(estimator):
+            raise TypeError(
+                f"estimator={type(estimator).__name__} is not a skorch classifier: "
+                "pass a skorch NeuralNetClassifier (optionally a fitted one wrapped in "
+                "FrozenEstimator to fine-tune it), or None for a default MLP."
+            )
+        if frozen and not getattr(estimator, "initialized_", False):
+            raise ValueError("estimator is a FrozenEstimator of an unfitted net; fit the "
+                             "net first, or pass it unwrapped to train from scratch.")
+        params = clone(estimator).get_params(deep=False)
+        net = adversarial_class(type(estimator))(**params)
+        if not frozen:  # a fitted net keeps its size
+            size_net(net, self.n_features_in_, n_classes)
+        net.set_params(device=str(resolve_device(self.device)),
+                       verbose=int(self.verbose >= 1))
+        callbacks = [] if net.callbacks in (None, "disable") else list(net.callbacks)
+        if self.verbose >= 2:
+            from skorch.callbacks import ProgressBar
+
+            callbacks.append(("progress_bar", ProgressBar()))
+        if self.robust_val_fraction is not None:
+            from skorch.dataset import ValidSplit
+
+            device = resolve_device(self.device)
+            guard = PGDTransformer(
+                eps=self.attack_.eps, step_size=2.5 * self.attack_.eps / _GUARD_N_ITER,
+                n_iter=_GUARD_N_ITER, norm=self.attack_.norm, random_start=True)
+            callbacks.append(("robust_checkpoint", RobustCheckpoint(
+                guard, *self._clip_tensors(device), seed=self.seed_)))
+            net.set_params(train_split=ValidSplit(self.robust_val_fraction,
+                                                  stratified=False,
+                                                  random_state=self.seed_))
+        net.set_params(callbacks=callbacks)
+        if frozen:
+            net.initialize()
+            net.module_.load_state_dict(estimator.module_.state_dict())
+            self._check_outputs(net, np.zeros((1, self.n_features_in_), np.float32))
+        return net
+
+    def _clip_tensors(self, device):
+        return (bound_tensor(self.attack_.clip_min, "clip_min", self.n_features_in_, device),
+                bound_tensor(self.attack_.clip_max, "clip_max", self.n_features_in_, device))
+
+    def fit(self, X, y):
+        """Train a clone of the net on adversarial batches.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs within ``[clip_min, clip_max]``.
+        y : array-like of shape (n_samples,)
+            Class labels.
+
+        Returns
+        -------
+        self : object
+            The fitted trainer.
+        """
+        warm = self.warm_start and hasattr(self, "estimator_")
+        X, y = validate_data(self, X, y, dtype=FLOAT_DTYPES, reset=not warm)
+        check_classification_targets(y)
+        encoder = LabelEncoder().fit(y)
+        if warm and not np.array_equal(encoder.classes_, self.classes_):
+            raise ValueError(
+                f"warm_start=True but y has classes {encoder.classes_.tolist()} instead "
+                f"of {self.classes_.tolist()}; set warm_start=False to start anew."
+            )
+        if len(encoder.classes_) < 2:
+            raise ValueError(f"y has 1 class ({encoder.classes_[0]!r}); a classifier "
+                             "needs at least 2 classes.")
+        self.attack_ = self._check_params()
+        self._check_bounds(X)
+        self.classes_ = encoder.classes_
+        self.seed_ = check_random_state(self.random_state).randint(2**31 - 1)
+        if not warm:
+            self.estimator_ = self._make_net(len(self.classes_))
+        net = self.estimator_
+        device = resolve_device(self.device)
+        seed = self.seed_ + (len(net.history) if warm else 0)
+        net.adversary_ = Adversary(self.attack_, float(self.replace_ratio),
+                                   *self._clip_tensors(device), seed, device)
+        try:
+            with torch_seed(seed):
+                X32 = np.asarray(X, dtype=np.float32)
+                y_index = encoder.transform(y).astype(np.int64)
+                if warm or getattr(net, "initialized_", False):
+                    net.partial_fit(X32, y_index)
+                else:
+                    net.fit(X32, y_index)
+        finally:
+            del net.adversary_
+        self._check_outputs(net, X32[:1])
+        checkpoint = dict(net.callbacks_).get("robust_checkpoint")
+        self.best_epoch_ = None if checkpoint is None else checkpoint.best_epoch_
+        return self
+
+    def _check_outputs(self, net, x):
+        n_outputs = net.forward(x).shape[1]
+        if n_outputs != len(self.classes_):
+            raise ValueError(
+                f"The net returns {n_outputs} scores per sample but y has "
+                f"{len(self.classes_)} classes; give its module one logit per class."
+            )
+
+    def _logits(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
+        return self.estimator_.forward(np.asarray(X, dtype=np.float32)), X.dtype
+
+    def predict_proba(self, X):
+        """Class probabilities: the softmax of the net's logits.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probabilities of ``classes_``, in X's float dtype.
+        """
+        logits, dtype = self._logits(X)
+        return to_numpy(torch.softmax(logits, dim=1), dtype)
+
+    def predict(self, X):
+        """Predicted class labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        logits, _ = self._logits(X)
+        return self.classes_[to_numpy(logits.argmax(1))]
+
+    def _skrobust_torch_model(self):
+        """The trained module, so that skrobust attacks and scorers can attack it."""
+        check_is_fitted(self)
+        module = self.estimator_.module_
+        return TorchModel(module, module_device(module), self.classes_)
+
+
+def _same(value, default):
+    if value is None or default is None:
+        return value is default
+    return np.array_equal(np.asarray(value), np.asarray(default))

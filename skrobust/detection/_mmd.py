@@ -1,0 +1,550 @@
+"""Kernel two-sample test on (layer) representations: MMDDriftDetector."""
+
+import numbers
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, check_scalar, validate_data
+
+from ..utils._differentiable import as_torch_model
+from ..utils._features import extract_features
+from ..utils._torch import eval_mode, make_generator, resolve_device, to_numpy, to_tensor
+from ._kernels import (
+    _kernel_block,
+    _threads_for,
+    fisher_combination,
+    kernel_gammas,
+    median_gamma,
+    mmd2_permutation,
+    permutation_matrix,
+    permutation_p_values,
+)
+
+FLOAT_DTYPES = [np.float64, np.float32]
+KERNELS = ("rbf", "rbf_mixture")
+INPUT, OUTPUT = "input", "output"
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """Outcome of one two-sample test.
+
+    Attributes
+    ----------
+    statistic : float
+        Unbiased MMD^2 (one layer) or Fisher's statistic ``-2 sum log p_l`` (several
+        layers).
+    p_value : float
+        Permutation p-value ``(1 + #{null >= statistic}) / (1 + n_permutations)``.
+    threshold : float
+        Critical value: the ``k``-th largest null statistic with
+        ``k = floor(alpha (n_permutations + 1))``; ``statistic > threshold`` exactly
+        when ``p_value <= alpha`` (``inf`` when too few permutations to ever reject).
+    is_drift : bool
+        ``p_value <= alpha``.
+    null_statistics : ndarray of shape (n_permutations,)
+        The permutation null of ``statistic``.
+    per_layer : dict of str to DriftResult or None
+        The result of each layer (with several layers, or the single layer itself).
+    """
+
+    statistic: float
+    p_value: float
+    threshold: float
+    is_drift: bool
+    null_statistics: np.ndarray = field(default=None, repr=False, compare=False)
+    per_layer: dict = field(default=None, repr=False, compare=False)
+
+
+def _moments(F):
+    """Column means and standard deviations (1 where a feature is constant)."""
+    mean = F.mean(0)
+    std = F.std(0)
+    return mean, np.where(std > 0, std, 1.0).astype(F.dtype)
+
+
+def _threshold(null, alpha):
+    k = int(np.floor(alpha * (len(null) + 1) + 1e-9))
+    if k < 1:
+        return float("inf")
+    return float(np.sort(null)[::-1][k - 1])
+
+
+def _result(statistics, alpha, per_layer=None):
+    statistics = np.asarray(statistics, dtype=np.float64)
+    p_value = float(permutation_p_values(statistics)[0])
+    return DriftResult(
+        statistic=float(statistics[0]), p_value=p_value,
+        threshold=_threshold(statistics[1:], alpha), is_drift=bool(p_value <= alpha),
+        null_statistics=statistics[1:], per_layer=per_layer,
+    )
+
+
+class MMDDriftDetector(BaseEstimator):
+    """Kernel maximum-mean-discrepancy two-sample test against a reference sample.
+
+    ``fit(X_ref)`` stores the representations of trusted inputs: ``X`` itself
+    (``estimator=None``, for tabular data) or the output of one or several layers of
+    a trained network. ``test(X)`` then asks whether a batch ``X`` comes from the
+    same distribution, with the unbiased MMD^2 statistic and a permutation test;
+    deeper layers of a classifier separate natural from adversarial inputs far better
+    than the pixels (the "LADIS" protocol). The pooled kernel matrix is computed once
+    per test, in row blocks, and all permutations are one matrix product.
+
+    Parameters
+    ----------
+    estimator : fitted skorch classifier, FrozenEstimator, torch.nn.Module or None, \
+default=None
+        Network whose layer representations are tested; used as is (never
+        refitted). If None, the test runs on ``X`` itself.
+    layer : str, list of str or None, default=None
+        Layer name(s) as in ``module.named_modules()``; ``"input"`` is ``X`` itself
+        and ``"output"`` the network's logits. None means ``"input"`` without an
+        estimator and ``"output"`` with one. Several layers give one p-value per
+        layer, combined with Fisher's method.
+    kernel : {"rbf", "rbf_mixture"}, default="rbf"
+        ``"rbf"`` is ``exp(-gamma ||x - y||^2)``; ``"rbf_mixture"`` averages five RBF
+        kernels whose bandwidths are the base one times ``2^-2, ..., 2^2`` (robust to
+        a poorly chosen bandwidth, at a small cost in power at the ideal one).
+    gamma : "median" or float, default="median"
+        Precision of the (base) RBF kernel; ``"median"`` uses the median heuristic
+        ``1 / (2 median ||x_i - x_j||^2)`` on the reference representations of each
+        layer, so the test never looks at the tested batch to choose it.
+    standardize : bool, default=False
+        Centre and scale every feature to unit variance before the kernel, so that
+        features with a larger spread no longer dominate the distance. The bandwidth
+        is chosen on the reference standardised by its own moments; each test
+        standardises its pooled sample (tested batch and reference rows together), a
+        symmetric transformation that keeps the permutation test exact (moments of
+        the reference alone would make rare features of the batch look extreme and
+        inflate the false-positive rate).
+    class_matched : bool, default=False
+        Draw the reference sample with the same predicted-class counts as the tested
+        batch (needs ``estimator``), so a batch that is just unbalanced across
+        classes is not flagged. Each test then uses ``len(X)`` reference samples and
+        permutes labels within each predicted class (the exact null of this
+        stratified design; free permutations would make it conservative).
+    n_permutations : int, default=100
+        Random relabellings of the pooled sample for the null distribution.
+    alpha : float, default=0.05
+        Significance level of ``predict``, ``test`` and ``detection_rate``; in (0, 1).
+    batch_size : int, default=256
+        Samples per forward pass of ``estimator``.
+    block_size : int, default=1024
+        Rows of the pooled kernel matrix computed at once (bounds the memory).
+    device : str or torch.device, default="cpu"
+        Where the kernels are computed.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the permutations and the subsampling; a fitted detector gives the
+        same p-value for the same input.
+
+    Attributes
+    ----------
+    estimator_ : object or None
+        The network (the given one) or None.
+    layers_ : list of str
+        The tested layers (``["input"]`` without an estimator).
+    X_ref_ : ndarray of shape (n_ref, n_layer_features) or dict
+        Reference representations; a dict by layer name when several layers are
+        tested.
+    gamma_ : float or dict
+        Base RBF precision per layer (a dict when several layers are tested).
+    feature_mean_, feature_scale_ : ndarray, dict or None
+        Reference mean and scale (``standardize`` only): used for the bandwidth and
+        by ``score_samples``.
+    ref_classes_ : ndarray of shape (n_ref,) or None
+        Predicted class index of every reference sample when ``class_matched``.
+    seed_ : int
+        Seed drawn from ``random_state`` in ``fit``.
+    n_features_in_ : int
+        Number of features of ``X``.
+
+    See Also
+    --------
+    mmd2_unbiased : The statistic on two arrays.
+
+    Notes
+    -----
+    The statistic is the unbiased estimator of Gretton et al. (2012, Lemma 6)::
+
+        MMD^2_u = sum_{i != j} k(x_i, x_j) / (n(n-1)) + sum_{i != j} k(y_i, y_j) / (m(m-1))
+                  - 2 sum_{i, j} k(x_i, y_j) / (nm)
+
+    Its permutation p-value ``(1 + #{null >= observed}) / (1 + n_permutations)`` is
+    never 0 and is exact in finite samples: on clean data the test rejects with
+    probability at most ``alpha``. With several layers the per-layer p-values are
+    combined with Fisher's ``-2 sum log p_l`` computed on the same permutations
+    (non-parametric combination), which stays calibrated however dependent the
+    layers are.
+
+    ``predict``, ``score`` and ``score_samples`` act on a batch (a two-sample test),
+    so a row's result depends on the other rows of the batch.
+
+    References
+    ----------
+    A. Gretton, K. M. Borgwardt, M. J. Rasch, B. Schölkopf and A. Smola, "A kernel
+    two-sample test", JMLR 13, 2012.
+    F. Pesarin, "Multivariate Permutation Tests", Wiley, 2001 (non-parametric
+    combination).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skrobust.detection import MMDDriftDetector
+    >>> rng = np.random.RandomState(0)
+    >>> detector = MMDDriftDetector(random_state=0).fit(rng.randn(200, 5))
+    >>> detector.predict(rng.randn(100, 5))
+    False
+    >>> result = detector.test(rng.randn(100, 5) + 0.5)
+    >>> result.is_drift, result.p_value < 0.05
+    (True, True)
+    """
+
+    def __init__(self, estimator=None, *, layer=None, kernel="rbf", gamma="median",
+                 standardize=False, class_matched=False, n_permutations=100,
+                 alpha=0.05, batch_size=256, block_size=1024, device="cpu",
+                 random_state=None):
+        self.estimator = estimator
+        self.layer = layer
+        self.kernel = kernel
+        self.gamma = gamma
+        self.standardize = standardize
+        self.class_matched = class_matched
+        self.n_permutations = n_permutations
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.block_size = block_size
+        self.device = device
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ checks
+    def _check_params(self):
+        check_scalar(self.n_permutations, "n_permutations", numbers.Integral, min_val=1)
+        check_scalar(self.alpha, "alpha", numbers.Real, min_val=0.0, max_val=1.0,
+                     include_boundaries="neither")
+        check_scalar(self.batch_size, "batch_size", numbers.Integral, min_val=1)
+        check_scalar(self.block_size, "block_size", numbers.Integral, min_val=1)
+        if self.kernel not in KERNELS:
+            raise ValueError(
+                f'kernel={self.kernel!r} is not supported; use "rbf" or "rbf_mixture".')
+        if not (isinstance(self.gamma, str) and self.gamma == "median"):
+            if (not isinstance(self.gamma, numbers.Real) or isinstance(self.gamma, bool)
+                    or not np.isfinite(self.gamma) or self.gamma <= 0):
+                raise ValueError(
+                    f'gamma={self.gamma!r} must be "median" or a positive finite float.')
+        if self.class_matched and self.estimator is None:
+            raise ValueError(
+                "class_matched=True needs the predicted classes of a network; pass "
+                "estimator=<fitted classifier> or set class_matched=False.")
+        resolve_device(self.device)
+
+    def _resolve_layers(self):
+        layer = self.layer
+        if self.estimator is None:
+            if layer not in (None, INPUT, [INPUT], (INPUT,)):
+                raise ValueError(
+                    f"layer={layer!r} needs a network; without an estimator only "
+                    f"layer=None or 'input' (X itself) is possible.")
+            return [INPUT]
+        if layer is None:
+            return [OUTPUT]
+        names = [layer] if isinstance(layer, str) else list(layer)
+        if not names or not all(isinstance(name, str) and name for name in names):
+            raise ValueError(
+                f"layer={layer!r} must be a layer name or a non-empty list of names.")
+        if len(set(names)) != len(names):
+            raise ValueError(f"layer={layer!r} contains duplicate names.")
+        return names
+
+    # -------------------------------------------------------------- features
+    def _forward(self, X, names, need_classes):
+        """Raw representations {layer: array} and predicted class indices (or None)."""
+        feats = {}
+        if INPUT in names:
+            feats[INPUT] = X
+        hidden = [name for name in names if name not in (INPUT, OUTPUT)]
+        if hidden:
+            feats.update(extract_features(self.estimator_, X, hidden,
+                                          batch_size=self.batch_size))
+        classes = None
+        if OUTPUT in names or need_classes:
+            model = as_torch_model(self.estimator_)
+            logits = []
+            with eval_mode(model.module), torch.no_grad():
+                for start in range(0, len(X), self.batch_size):
+                    out = model.module(to_tensor(X[start:start + self.batch_size],
+                                                 model.device))
+                    logits.append(to_numpy(out.flatten(1), np.float32))
+            logits = np.concatenate(logits)
+            if OUTPUT in names:
+                feats[OUTPUT] = logits
+            if need_classes:
+                classes = logits.argmax(1)
+        return {name: feats[name] for name in names}, classes
+
+    def _as_dict(self, value):
+        return value if isinstance(value, dict) else {self.layers_[0]: value}
+
+    def _from_dict(self, values):
+        return values if len(self.layers_) > 1 else values[self.layers_[0]]
+
+    def _representations(self, X):
+        return self._forward(X, self.layers_, self.class_matched)
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, X, y=None):
+        """Store the reference representations and choose the kernel bandwidth.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_ref, n_features)
+            Trusted reference inputs (at least 2).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            The fitted detector.
+        """
+        X = validate_data(self, X, dtype=FLOAT_DTYPES, ensure_min_samples=2)
+        self._check_params()
+        self.layers_ = self._resolve_layers()
+        if self.estimator is not None:
+            as_torch_model(self.estimator)  # clear TypeError / NotFittedError early
+        self.estimator_ = self.estimator
+        self.seed_ = int(check_random_state(self.random_state).randint(2**31 - 1))
+        feats, classes = self._forward(X, self.layers_, self.class_matched)
+        means, scales, gammas = {}, {}, {}
+        for name, f in feats.items():
+            if self.standardize:
+                means[name], scales[name] = _moments(f)
+                f = (f - means[name]) / scales[name]
+            gammas[name] = (median_gamma(f, random_state=self.seed_)
+                            if isinstance(self.gamma, str) else float(self.gamma))
+        if INPUT in feats:  # never keep a view of the caller's array
+            feats[INPUT] = np.array(feats[INPUT], copy=True)
+        self.X_ref_ = self._from_dict(feats)
+        self.gamma_ = self._from_dict(gammas)
+        self.feature_mean_ = self._from_dict(means) if self.standardize else None
+        self.feature_scale_ = self._from_dict(scales) if self.standardize else None
+        self.ref_classes_ = classes
+        return self
+
+    # ------------------------------------------------------------------ tests
+    def _validate(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=FLOAT_DTYPES, reset=False,
+                             ensure_min_samples=2)
+
+    def _reference_rows(self, rng, classes, size):
+        """Rows of the reference for one test: all, a random subset or class-matched."""
+        n_ref = len(next(iter(self._as_dict(self.X_ref_).values())))
+        if self.class_matched:
+            rows = []
+            for label, count in zip(*np.unique(classes, return_counts=True)):
+                candidates = np.flatnonzero(self.ref_classes_ == label)
+                take = min(count, len(candidates))
+                rows.append(rng.choice(candidates, take, replace=False))
+            rows = np.sort(np.concatenate(rows)) if rows else np.empty(0, dtype=int)
+            if len(rows) < 2:
+                raise ValueError(
+                    "class_matched=True found fewer than 2 reference samples with the "
+                    "predicted classes of X; fit on a larger reference set.")
+            return rows
+        if size is None or size >= n_ref:
+            return np.arange(n_ref)
+        return np.sort(rng.choice(n_ref, size, replace=False))
+
+    def _run_test(self, feats, ref_rows, generator, classes=None):
+        device = resolve_device(self.device)
+        refs = self._as_dict(self.X_ref_)
+        gammas = self._as_dict(self.gamma_)
+        n = len(next(iter(feats.values())))
+        N = n + len(ref_rows)
+        stats = {}
+        with _threads_for(N):
+            strata = (np.concatenate([classes, self.ref_classes_[ref_rows]])
+                      if self.class_matched else None)
+            U = permutation_matrix(N, n, self.n_permutations, generator, device, strata)
+            for name in self.layers_:
+                Z = np.concatenate([feats[name], refs[name][ref_rows]])
+                if self.standardize:
+                    mean, scale = _moments(Z)
+                    Z = (Z - mean) / scale
+                Z = torch.as_tensor(Z, device=device)
+                stats[name] = mmd2_permutation(
+                    Z, n, kernel_gammas(gammas[name], self.kernel), U,
+                    block_size=self.block_size).cpu().numpy()
+        per_layer = {name: _result(s, self.alpha) for name, s in stats.items()}
+        if len(self.layers_) == 1:
+            return _result(stats[self.layers_[0]], self.alpha, per_layer)
+        fisher = fisher_combination(np.stack([stats[name] for name in self.layers_]))
+        return _result(fisher, self.alpha, per_layer)
+
+    def test(self, X):
+        """Two-sample test of the batch ``X`` against the whole reference.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The batch (at least 2 samples).
+
+        Returns
+        -------
+        result : DriftResult
+            Statistic, p-value, critical value, decision at ``alpha``, the
+            permutation null and the per-layer results.
+        """
+        X = self._validate(X)
+        feats, classes = self._representations(X)
+        rng = np.random.RandomState(self.seed_)
+        rows = self._reference_rows(rng, classes, None)
+        return self._run_test(feats, rows, make_generator(self.seed_, "cpu"), classes)
+
+    def score(self, X, y=None):
+        """Permutation p-value that ``X`` comes from the reference distribution.
+
+        Higher means more similar (scikit-learn's "higher is better").
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The batch (at least 2 samples).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        p_value : float
+        """
+        return self.test(X).p_value
+
+    def predict(self, X):
+        """Whether drift (or an attack) is detected in the batch ``X`` at ``alpha``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The batch (at least 2 samples).
+
+        Returns
+        -------
+        is_drift : bool
+        """
+        return self.test(X).is_drift
+
+    def score_samples(self, X):
+        """Witness-function score of each sample of the batch (low = suspicious).
+
+        The empirical MMD witness ``f(x) = mean_r k(x, r) - mean_{x' != x} k(x, x')``
+        (reference rows ``r``, the other rows ``x'`` of the batch) is high where the
+        reference is denser than the batch and low where the batch concentrates
+        away from the reference. Averaged over layers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The batch (at least 2 samples).
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            Higher is more normal, as in scikit-learn's outlier detectors.
+        """
+        X = self._validate(X)
+        feats, _ = self._representations(X)
+        device = resolve_device(self.device)
+        refs, gammas = self._as_dict(self.X_ref_), self._as_dict(self.gamma_)
+        n = len(X)
+        scores = np.zeros(n)
+        for name in self.layers_:
+            g = kernel_gammas(gammas[name], self.kernel)
+            F, R = feats[name], refs[name]
+            if self.standardize:
+                mean = self._as_dict(self.feature_mean_)[name]
+                scale = self._as_dict(self.feature_scale_)[name]
+                F, R = (F - mean) / scale, (R - mean) / scale
+            F = torch.as_tensor(np.require(F, requirements="W"), device=device)
+            R = torch.as_tensor(np.require(R, requirements="W"), device=device)
+            for start in range(0, n, self.block_size):
+                block = F[start:start + self.block_size]
+                to_ref = _kernel_block(block, R, g).mean(1)
+                K = _kernel_block(block, F, g)
+                rows = torch.arange(len(block))
+                self_terms = K[rows, rows + start]
+                to_batch = (K.sum(1) - self_terms) / (n - 1)
+                scores[start:start + len(block)] += (to_ref - to_batch).cpu().numpy()
+        return (scores / len(self.layers_)).astype(X.dtype, copy=False)
+
+    def top_k_suspicious(self, X, k=100):
+        """Indices of the ``k`` most suspicious samples of ``X``, most suspicious first.
+
+        Ranks by :meth:`score_samples` (lowest witness first).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        k : int, default=100
+            Number of indices (all samples when ``k >= n_samples``).
+
+        Returns
+        -------
+        indices : ndarray of shape (min(k, n_samples),)
+        """
+        check_scalar(k, "k", numbers.Integral, min_val=1)
+        scores = self.score_samples(X)
+        return np.argsort(scores, kind="stable")[:k]
+
+    def detection_rate(self, X, *, n_repeats=100, sample_size=100):
+        """Fraction of repeated tests of random subsets that detect drift at ``alpha``.
+
+        Each repeat draws ``sample_size`` rows of ``X`` and ``sample_size`` reference
+        rows (class-matched when ``class_matched``), both without replacement, and
+        tests them. On data from the reference distribution this is the
+        false-positive rate (at most ``alpha`` up to Monte-Carlo error); on shifted or
+        adversarial data it is the power.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Pool of tested samples (at least ``sample_size``).
+        n_repeats : int, default=100
+            Number of tests.
+        sample_size : int, default=100
+            Samples per side of each test (at least 2).
+
+        Returns
+        -------
+        rate : float or dict
+            The detection rate; with several layers a dict from layer name to its
+            rate, plus ``"combined"`` for Fisher's combination.
+        """
+        X = self._validate(X)
+        check_scalar(n_repeats, "n_repeats", numbers.Integral, min_val=1)
+        check_scalar(sample_size, "sample_size", numbers.Integral, min_val=2)
+        n_ref = len(next(iter(self._as_dict(self.X_ref_).values())))
+        if sample_size > len(X) or (sample_size > n_ref and not self.class_matched):
+            raise ValueError(
+                f"sample_size={sample_size} exceeds the {len(X)} samples of X or the "
+                f"{n_ref} reference samples; lower sample_size or give more data.")
+        feats, classes = self._representations(X)
+        rng = np.random.RandomState(self.seed_)
+        generator = make_generator(self.seed_, "cpu")
+        hits = dict.fromkeys([*self.layers_, "combined"], 0)
+        for _ in range(n_repeats):
+            rows = np.sort(rng.choice(len(X), sample_size, replace=False))
+            sub = {name: f[rows] for name, f in feats.items()}
+            sub_classes = None if classes is None else classes[rows]
+            ref_rows = self._reference_rows(rng, sub_classes, sample_size)
+            result = self._run_test(sub, ref_rows, generator, sub_classes)
+            hits["combined"] += result.is_drift
+            for name, layer_result in result.per_layer.items():
+                hits[name] += layer_result.is_drift
+        rates = {name: count / n_repeats for name, count in hits.items()}
+        if len(self.layers_) == 1:
+            return rates[self.layers_[0]]
+        return rates

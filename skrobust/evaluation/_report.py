@@ -1,0 +1,364 @@
+import base64
+import datetime
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from sklearn.utils import Bunch
+
+from ._curve import security_curve
+
+_STYLE = """
+body { font-family: sans-serif; max-width: 60em; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #bbb; padding: 0.3em 0.8em; text-align: left; }
+th { background: #eee; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.pass { color: #176417; font-weight: bold; }
+.fail { color: #b00020; font-weight: bold; }
+.skip { color: #777; }
+img { max-width: 100%; border: 1px solid #ddd; }
+"""
+
+# marks the page once loaded, so a headless browser can tell that it rendered
+_SCRIPT = """
+window.addEventListener("load", function () {
+  var images = Array.prototype.slice.call(document.images);
+  var ok = images.filter(function (i) { return i.complete && i.naturalWidth > 0; });
+  document.body.setAttribute("data-images", images.length);
+  document.body.setAttribute("data-images-rendered", ok.length);
+  document.body.setAttribute("data-tables", document.getElementsByTagName("table").length);
+});
+"""
+
+
+def _png(fig):
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _table(header, rows, numeric=()):
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = []
+    for row in rows:
+        cells = []
+        for i, cell in enumerate(row):
+            css = ' class="num"' if i in numeric else ""
+            text = cell if isinstance(cell, _Raw) else html.escape(str(cell))
+            cells.append(f"<td{css}>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+class _Raw(str):
+    """Trusted HTML of our own making, inserted unescaped."""
+
+
+def _pct(value):
+    return f"{100 * value:.2f} %"
+
+
+def _verdict_cell(check):
+    if check.passed is None:
+        return _Raw('<span class="skip">not run</span>')
+    return _Raw('<span class="pass">pass</span>' if check.passed
+                else '<span class="fail">FAIL</span>')
+
+
+def _json_ready(value):
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_ready(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def write_report(estimator, X, y, output_dir, *, eps=0.3, norm="inf", attacks=None,
+                 eps_values=None, clip_min=0.0, clip_max=1.0, reject_label=None,
+                 image_shape="auto", n_images=10, model_name=None, random_state=0):
+    """Evaluate a model and write a self-contained HTML report and a JSON file.
+
+    Runs :func:`security_curve` (whose largest budget is ``eps``), whose
+    :func:`evaluate_robustness` result at ``eps`` gives the per-attack table. The
+    HTML page embeds its figures as PNG (the security curve, clean and adversarial
+    examples with predictions) and holds the summary, the per-attack table, the
+    curve and the sanity-check verdicts; ``report.json`` holds the same numbers.
+
+    Parameters
+    ----------
+    estimator : fitted classifier or torch.nn.Module
+        The victim.
+    X : array-like of shape (n_samples, n_features)
+        Clean inputs.
+    y : array-like of shape (n_samples,)
+        True labels.
+    output_dir : str or path-like
+        Folder for ``report.html`` and ``report.json`` (created if needed).
+    eps : float, default=0.3
+        The budget of the per-attack table.
+    norm : {"inf", 2}, default="inf"
+        Norm of the budget.
+    attacks : list of attacks or None, default=None
+        The ensemble; None for :func:`default_attacks`.
+    eps_values : array-like of float or None, default=None
+        Budgets of the curve; ``eps`` is added. None: 6 budgets from 0 to ``eps``.
+    clip_min, clip_max : float, array-like or None, default=0.0, 1.0
+        Input domain.
+    reject_label : int, str or None, default=None
+        Label of a rejection (rejection-aware accuracy).
+    image_shape : "auto", tuple of int or None, default="auto"
+        Shape of one image for the example grid; "auto" for a square image when the
+        number of features is a perfect square; None for no grid.
+    n_images : int, default=10
+        Examples in the grid.
+    model_name : str, default=None
+        Name shown in the report; the estimator's class name when None.
+    random_state : int or None, default=0
+        Seeds the attacks.
+
+    Returns
+    -------
+    report : :class:`~sklearn.utils.Bunch`
+        ``html`` and ``json`` (paths), ``data`` (the JSON content), ``curve`` (the
+        :func:`security_curve` result) and ``result`` (the evaluation at ``eps``).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn.datasets import make_classification
+    >>> from sklearn.preprocessing import minmax_scale
+    >>> from skrobust.attacks import FGSMTransformer
+    >>> from skrobust.evaluation import write_report
+    >>> X, y = make_classification(n_samples=40, n_features=4, random_state=0)
+    >>> X = minmax_scale(X).astype("float32")
+    >>> victim = FGSMTransformer(random_state=0).fit(X, y).estimator_
+    >>> report = write_report(victim, X, y, tempfile.mkdtemp(), eps=0.1,
+    ...                       attacks=[FGSMTransformer()], eps_values=[0, 0.1])
+    >>> report.data["robust_accuracy"] <= report.data["clean_accuracy"]
+    True
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ..plotting import SecurityCurveDisplay, plot_adversarial_grid
+
+    X = np.asarray(X)
+    y = np.asarray(y)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if eps_values is None:
+        eps_values = np.linspace(0.0, float(eps), 6)
+    eps_values = np.union1d(np.asarray(eps_values, dtype=float), [float(eps)])
+    curve = security_curve(estimator, X, y, eps_values, attack=attacks, norm=norm,
+                           clip_min=clip_min, clip_max=clip_max, reject_label=reject_label,
+                           random_state=random_state)
+    result = next((r for r in curve.results if r.eps == float(eps)), None)
+    if model_name is None:
+        from ..plotting._security_curve import model_name as name_of
+
+        model_name = name_of(estimator)
+
+    display = SecurityCurveDisplay(eps=curve.eps, accuracy=curve.accuracy, name=model_name,
+                                   norm=curve.norm, attacks=curve.attacks).plot()
+    figures = {"security curve": _png(display.figure_)}
+    if image_shape == "auto":
+        side = int(round(np.sqrt(X.shape[1])))
+        image_shape = (side, side) if side * side == X.shape[1] else None
+    if image_shape is not None and result is not None and len(X):
+        shown = np.flatnonzero(result.correct)[:n_images]
+        if len(shown) == 0:
+            shown = np.arange(min(n_images, len(X)))
+        fig = plot_adversarial_grid(X[shown], result.X_adv[shown], y[shown],
+                                    result.y_pred[shown], result.y_pred_adv[shown],
+                                    image_shape=tuple(image_shape), n_images=len(shown))
+        figures[f"clean (top) and worst-case adversarial (bottom) examples, eps={eps:g}"] = (
+            _png(fig))
+
+    data = {
+        "model": model_name,
+        "n_samples": int(len(X)),
+        "eps": float(eps),
+        "norm": curve.norm,
+        "clean_accuracy": curve.clean_accuracy,
+        "robust_accuracy": None if result is None else result.robust_accuracy,
+        "attacks": [] if result is None else [
+            {"name": name, "accuracy": result.accuracy[name],
+             "n_attacked": result.n_attacked[name], "n_fooled": result.n_fooled[name],
+             "seconds": result.seconds_per_attack[name]}
+            for name in result.attacks],
+        "curve": {"eps": curve.eps, "accuracy": curve.accuracy},
+        "sanity_checks": [c.to_dict() for c in curve.sanity_checks],
+        "seconds": curve.seconds,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    from .. import __version__
+
+    data["skrobust_version"] = __version__
+    data = _json_ready(data)
+    json_path = output_dir / "report.json"
+    json_path.write_text(json.dumps(data, indent=2))
+
+    summary = _table(["quantity", "value"], [
+        ("model", model_name), ("samples", len(X)),
+        ("threat model", f"{'Linf' if curve.norm == 'inf' else 'L2'} eps = {eps:g}"),
+        ("clean accuracy", _pct(curve.clean_accuracy)),
+        ("robust accuracy (worst case)", "n/a" if result is None else _pct(result.robust_accuracy)),
+        ("total time", f"{curve.seconds:.1f} s"),
+    ])
+    attack_rows = [(a["name"], _pct(a["accuracy"]), a["n_attacked"], a["n_fooled"],
+                    f"{a['seconds']:.2f}") for a in data["attacks"]]
+    attack_table = _table(["attack (in order)", "robust accuracy after it", "samples attacked",
+                           "samples fooled", "seconds"], attack_rows, numeric=(1, 2, 3, 4))
+    curve_table = _table(["eps", "robust accuracy"],
+                         [(f"{e:g}", _pct(a)) for e, a in zip(curve.eps, curve.accuracy)],
+                         numeric=(0, 1))
+    checks = curve.sanity_checks
+    check_table = _table(["check", "verdict", "details"],
+                         [(c.name, _verdict_cell(c), c.message) for c in checks])
+    n_failed = sum(c.passed is False for c in checks)
+    verdict = (f'<p class="fail">{n_failed} sanity check(s) failed: the robust accuracy '
+               'above is probably too optimistic.</p>' if n_failed else
+               '<p class="pass">All sanity checks passed.</p>')
+    images = "".join(
+        f'<h3>{html.escape(title)}</h3><img alt="{html.escape(title)}" '
+        f'src="data:image/png;base64,{png}">' for title, png in figures.items())
+    page = f"""<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Robustness report: {html.escape(model_name)}</title>
+<style>{_STYLE}</style><script>{_SCRIPT}</script></head>
+<body>
+<h1>Robustness report: {html.escape(model_name)}</h1>
+<p>Written by skrobust {html.escape(str(__version__))} on {html.escape(data['created'])}.
+A sample counts as robust only if it survives every attack (worst case); each attack
+runs on the samples still standing.</p>
+<h2>Summary</h2>{summary}
+<h2>Sanity checks</h2>{verdict}{check_table}
+<h2>Attacks at eps = {eps:g}</h2>{attack_table}
+<h2>Security curve</h2>{curve_table}
+<h2>Figures</h2>{images}
+</body>
+</html>
+"""
+    html_path = output_dir / "report.html"
+    html_path.write_text(page, encoding="utf-8")
+    return Bunch(html=html_path, json=json_path, data=data, curve=curve, result=result)
+
+
+MODELS = ("lenet5", "smallcnn", "mlp")
+
+
+def load_model(weights, model, *, device="cpu"):
+    """Build a :mod:`skrobust.models` network and load a saved ``state_dict`` into it.
+
+    The file is read with ``torch.load(weights_only=True)``: tensors only, no
+    unpickling of code, so an untrusted file cannot run anything. The network's
+    sizes (classes; the MLP's features and hidden units) are read from the weights.
+
+    Parameters
+    ----------
+    weights : str or path-like
+        A ``state_dict`` saved with ``torch.save(module.state_dict(), path)`` (or a
+        skorch net's ``save_params(f_params=path)``).
+    model : {"lenet5", "smallcnn", "mlp"}
+        The architecture.
+    device : str, default="cpu"
+        Where to load the network.
+
+    Returns
+    -------
+    module : torch.nn.Module
+        The network, in eval mode.
+    """
+    import torch
+
+    from ..models import MLP, LeNet5, SmallCNN
+    from ..utils._torch import resolve_device
+
+    name = str(model).lower()
+    if name not in MODELS:
+        raise ValueError(f"model={model!r} is not supported; use one of {MODELS}.")
+    device = resolve_device(device)
+    state = torch.load(weights, map_location=device, weights_only=True)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise ValueError(f"{weights} does not hold a state_dict (a dict of tensors); save "
+                         "one with torch.save(module.state_dict(), path).")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    try:
+        if name == "lenet5":
+            module = LeNet5(n_classes=state["fc3.weight"].shape[0])
+        elif name == "smallcnn":
+            module = SmallCNN(n_classes=state["fc1.weight"].shape[0])
+        else:
+            hidden = []
+            i = 1
+            while f"fc{i}.weight" in state:
+                hidden.append(state[f"fc{i}.weight"].shape[0])
+                i += 1
+            module = MLP(n_features=state["fc1.weight"].shape[1],
+                         n_classes=state["out.weight"].shape[0], hidden_units=tuple(hidden))
+        module.load_state_dict(state)
+    except (KeyError, RuntimeError) as exc:
+        raise ValueError(f"{weights} does not fit model={model!r}: {exc}") from exc
+    return module.to(device).eval()
+
+
+def load_data(data, *, n=None, data_home=None):
+    """Evaluation data: ``"mnist"`` (the MNIST test split) or a ``.npz`` file with ``X`` and ``y``.
+
+    ``.npz`` files are read with ``allow_pickle=False``.
+    """
+    if str(data).lower() == "mnist":
+        from ..datasets import load_mnist
+
+        X, y = load_mnist(split="test", data_home=data_home, download=False,
+                          return_X_y=True)
+    else:
+        with np.load(data, allow_pickle=False) as archive:
+            missing = {"X", "y"} - set(archive.files)
+            if missing:
+                raise ValueError(f"{data} lacks the arrays {sorted(missing)}; save it with "
+                                 "np.savez(path, X=X, y=y).")
+            X, y = archive["X"], archive["y"]
+        X = X.reshape(len(X), -1).astype(np.float32)
+    if n is not None:
+        X, y = X[:n], y[:n]
+    return X, y
+
+
+def report_command(weights, model, *, data="mnist", data_home=None, n=500, eps=0.3,
+                   norm="inf", eps_values=None, n_iter=100, n_queries=1000,
+                   output_dir="report",
+                   device="cpu", random_state=0, verbose=1):
+    """What ``skrobust report`` runs: load, evaluate, write the HTML and JSON files."""
+    from ._robustness import _n_outputs, default_attacks
+
+    module = load_model(weights, model, device=device)
+    X, y = load_data(data, n=n, data_home=data_home)
+    n_classes = _n_outputs(module, X.shape[1])
+    attacks = default_attacks(n_classes, n_iter=n_iter, norm=norm, n_queries=n_queries)
+    if eps_values is not None:
+        eps_values = [float(e) for e in str(eps_values).split(",") if e.strip()]
+    report = write_report(module, X, y, output_dir, eps=eps, norm=norm, attacks=attacks,
+                          eps_values=eps_values, model_name=str(model),
+                          random_state=random_state)
+    if verbose:
+        d = report.data
+        robust = ("n/a" if d["robust_accuracy"] is None
+                  else f"{100 * d['robust_accuracy']:.2f} %")
+        print(f"{model} on {len(X)} samples, {d['norm']} eps={d['eps']:g}: clean "
+              f"{100 * d['clean_accuracy']:.2f} %, robust {robust}")
+        failed = [c["name"] for c in d["sanity_checks"] if c["passed"] is False]
+        print("sanity checks: " + ("FAILED: " + ", ".join(failed) if failed else "all passed"))
+        print(f"wrote {report.html} and {report.json}")
+    return 0

@@ -1,0 +1,459 @@
+"""Sanity checks of a robustness evaluation: they catch the wrong numbers.
+
+Each check returns a :class:`SanityCheck` verdict and, when it fails, warns with a
+:class:`RobustnessWarning`. :func:`evaluate_robustness` and :func:`security_curve`
+run them by default.
+"""
+
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from sklearn.base import clone
+from sklearn.frozen import FrozenEstimator
+
+from ..attacks._base import _bound, attack_estimator
+from ..models._skorch import is_skorch_net
+from ..utils._differentiable import as_torch_model
+from ..utils._torch import eval_mode, to_numpy, to_tensor
+
+
+class RobustnessWarning(UserWarning):
+    """A robustness evaluation is probably wrong (too optimistic or broken).
+
+    Raised by the sanity checks of :func:`~skrobust.evaluation.evaluate_robustness`,
+    :func:`~skrobust.evaluation.security_curve` and
+    :func:`~skrobust.evaluation.run_sanity_checks`. Turn it into an error with
+    ``warnings.simplefilter("error", RobustnessWarning)``.
+    """
+
+
+@dataclass(frozen=True)
+class SanityCheck:
+    """The verdict of one sanity check.
+
+    Attributes
+    ----------
+    name : str
+        Short name of the check.
+    passed : bool or None
+        True when the check passed, False when it failed, None when it could not run.
+    message : str
+        What was measured, and what to do on failure.
+    """
+
+    name: str
+    passed: bool | None
+    message: str
+
+    def to_dict(self):
+        """The verdict as a plain dict (JSON-ready)."""
+        return asdict(self)
+
+
+def _verdict(name, passed, message, warn):
+    if passed is False and warn:
+        warnings.warn(f"{name}: {message}", RobustnessWarning, stacklevel=3)
+    return SanityCheck(name, passed, message)
+
+
+def _unfrozen(estimator):
+    return estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
+
+
+def predict_labels(estimator, X, *, batch_size=256):
+    """Predictions of a fitted classifier, or of a torch module (argmax, eval mode).
+
+    Estimators with ``predict`` are asked directly (so reject options and
+    preprocessing count); a bare ``torch.nn.Module`` is run in eval mode, as the
+    attacks run it, and its column indices are returned.
+    """
+    if hasattr(estimator, "predict"):
+        if is_skorch_net(_unfrozen(estimator)):
+            X = np.asarray(X, dtype=np.float32)  # skorch does not convert dtypes
+        return np.asarray(estimator.predict(X))
+    model = as_torch_model(estimator)
+    preds = []
+    with eval_mode(model.module), torch.no_grad():
+        for start in range(0, len(X), batch_size):
+            logits = model.module(to_tensor(X[start:start + batch_size], model.device))
+            pred = logits.argmax(1) if logits.shape[1] > 1 else (logits[:, 0] > 0).long()
+            preds.append(to_numpy(pred))
+    index = np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+    return index if model.classes is None else np.asarray(model.classes)[index]
+
+
+def check_input_bounds(X, *, clip_min=0.0, clip_max=1.0, tol=1e-6, warn=True):
+    """Check that the inputs lie inside the declared domain ``[clip_min, clip_max]``.
+
+    Inputs outside the domain usually mean a preprocessing mismatch (pixels in
+    [0, 255] against a [0, 1] box), under which the budget ``eps`` means something
+    else than intended.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The inputs to attack.
+    clip_min, clip_max : float, array-like of shape (n_features,) or None, default=0.0, 1.0
+        The declared bounds; None disables a bound.
+    tol : float, default=1e-6
+        Tolerated excess.
+    warn : bool, default=True
+        Warn with a :class:`RobustnessWarning` on failure.
+
+    Returns
+    -------
+    check : SanityCheck
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skrobust.evaluation import check_input_bounds
+    >>> check_input_bounds(np.array([[0.0, 255.0]]), warn=False).passed
+    False
+    """
+    X = np.asarray(X, dtype=np.float64)
+    lo = _bound(clip_min, "clip_min", X.shape[1])
+    hi = _bound(clip_max, "clip_max", X.shape[1])
+    below = 0 if lo is None else int(np.sum(np.any(X < np.asarray(lo) - tol, axis=1)))
+    above = 0 if hi is None else int(np.sum(np.any(X > np.asarray(hi) + tol, axis=1)))
+    if below or above:
+        return _verdict(
+            "input bounds", False,
+            f"{below + above} of {len(X)} samples lie outside the declared bounds "
+            f"[{clip_min}, {clip_max}] (X ranges over [{X.min():.4g}, {X.max():.4g}]); "
+            "scale X into the bounds or declare the bounds of your preprocessing.", warn)
+    return _verdict("input bounds", True,
+                    f"all samples lie inside [{clip_min}, {clip_max}].", warn)
+
+
+def check_training_mode(estimator, *, warn=True):
+    """Check that a torch victim was not handed over in training mode.
+
+    The attacks run the module in eval mode; a module left in training mode is
+    deployed with different dropout and batch-norm behaviour from the one attacked.
+    skorch nets switch modes themselves and always pass.
+
+    Parameters
+    ----------
+    estimator : fitted classifier or torch.nn.Module
+        The victim.
+    warn : bool, default=True
+        Warn with a :class:`RobustnessWarning` on failure.
+
+    Returns
+    -------
+    check : SanityCheck
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from skrobust.evaluation import check_training_mode
+    >>> check_training_mode(nn.Sequential(nn.Linear(2, 2), nn.Dropout()), warn=False).passed
+    False
+    """
+    inner = _unfrozen(estimator)
+    if is_skorch_net(inner):
+        return _verdict("training mode", True,
+                        "skorch puts the module in eval mode to predict.", warn)
+    module = as_torch_model(estimator).module
+    training = [name or type(module).__name__ for name, m in module.named_modules()
+                if m.training]
+    if training:
+        return _verdict(
+            "training mode", False,
+            f"the model is in training mode ({len(training)} submodules, e.g. "
+            f"{training[:3]}); the attacks ran it in eval mode, so call model.eval() "
+            "before deploying or evaluating it.", warn)
+    return _verdict("training mode", True, "the model is in eval mode.", warn)
+
+
+def check_deterministic(estimator, X, *, n_samples=64, warn=True):
+    """Check that two identical forward passes (and predictions) agree.
+
+    Stochastic outputs (dropout left on in ``forward``, input noise) hide the
+    gradient behind randomness: the attack sees one function, the evaluation
+    another. Such models need an attack with expectation over transformation.
+
+    Parameters
+    ----------
+    estimator : fitted classifier or torch.nn.Module
+        The victim.
+    X : array-like of shape (n_samples, n_features)
+        Inputs; the first ``n_samples`` are used.
+    n_samples : int, default=64
+        Samples to test.
+    warn : bool, default=True
+        Warn with a :class:`RobustnessWarning` on failure.
+
+    Returns
+    -------
+    check : SanityCheck
+    """
+    X = np.asarray(X)[:n_samples]
+    model = as_torch_model(estimator)
+    x = to_tensor(X, model.device)
+    with eval_mode(model.module), torch.no_grad():
+        first, second = model.module(x), model.module(x)
+    scale = float(first.abs().max()) if first.numel() else 0.0
+    differ = int(torch.sum(~torch.isclose(first, second, rtol=1e-4, atol=1e-5 * scale + 1e-7)
+                           .all(dim=1)))
+    label_differ = 0
+    if hasattr(estimator, "predict"):
+        label_differ = int(np.sum(predict_labels(estimator, X) != predict_labels(estimator, X)))
+    if differ or label_differ:
+        return _verdict(
+            "deterministic outputs", False,
+            f"two identical forward passes differ on {differ} of {len(X)} samples "
+            f"(predictions on {label_differ}): the model is stochastic (dropout left on, "
+            "random noise), so gradient attacks see a moving target; fix the "
+            "randomness or attack the expectation (EOT).", warn)
+    return _verdict("deterministic outputs", True,
+                    f"two forward passes agree on {len(X)} samples.", warn)
+
+
+def check_gradients(estimator, X, *, threshold=0.1, n_samples=256, warn=True):
+    """Check that input gradients are neither zero nor NaN for many samples.
+
+    Takes the gradient of the logit margin (top score minus the runner-up), which,
+    unlike the cross-entropy's, does not vanish on confident predictions. Zero
+    gradients (input rounding, quantisation, saturated non-linearities) or NaN
+    gradients make gradient attacks fail while the model is not robust: gradient
+    masking.
+
+    Parameters
+    ----------
+    estimator : fitted classifier or torch.nn.Module
+        The victim.
+    X : array-like of shape (n_samples, n_features)
+        Inputs; the first ``n_samples`` are used.
+    threshold : float, default=0.1
+        Largest tolerated share of samples with a zero or non-finite gradient.
+    n_samples : int, default=256
+        Samples to test.
+    warn : bool, default=True
+        Warn with a :class:`RobustnessWarning` on failure.
+
+    Returns
+    -------
+    check : SanityCheck
+    """
+    X = np.asarray(X)[:n_samples]
+    model = as_torch_model(estimator)
+    with eval_mode(model.module), torch.enable_grad():
+        x = to_tensor(X, model.device).requires_grad_(True)
+        logits = model.module(x)
+        if logits.shape[1] == 1:
+            margin = logits[:, 0].abs()
+        else:
+            top2 = logits.topk(2, dim=1).values
+            margin = top2[:, 0] - top2[:, 1]
+        (grad,) = torch.autograd.grad(margin.sum(), x, allow_unused=True)
+    if grad is None:
+        grad = torch.zeros_like(x)
+    grad = grad.flatten(1)
+    nonfinite = ~torch.isfinite(grad).all(dim=1)
+    zero = (grad == 0).all(dim=1) & ~nonfinite
+    share = float((zero | nonfinite).float().mean()) if len(X) else 0.0
+    detail = (f"{int(zero.sum())} zero and {int(nonfinite.sum())} NaN/inf input gradients "
+              f"out of {len(X)} samples ({100 * share:.1f} %)")
+    if share > threshold:
+        return _verdict(
+            "gradients", False,
+            f"{detail}: gradient attacks cannot make progress (gradient masking, e.g. "
+            "input rounding); the robust accuracy is an overestimate. Use a "
+            "differentiable approximation (BPDA) or a black-box attack.", warn)
+    return _verdict("gradients", True, detail + ".", warn)
+
+
+def check_eps_zero(estimator, X, y, attack, *, n_samples=100, warn=True):
+    """Check that the attack at ``eps=0`` reproduces the clean accuracy.
+
+    A mismatch means the attacked pipeline is not the evaluated one (different
+    preprocessing, a stochastic model, an attack that moves points at zero budget).
+
+    Parameters
+    ----------
+    estimator : fitted classifier or torch.nn.Module
+        The victim.
+    X : array-like of shape (n_samples, n_features)
+        Inputs; the first ``n_samples`` are used.
+    y : array-like of shape (n_samples,)
+        True labels.
+    attack : skrobust attack transformer
+        Cloned and run with ``eps=0``.
+    n_samples : int, default=100
+        Samples to test.
+    warn : bool, default=True
+        Warn with a :class:`RobustnessWarning` on failure.
+
+    Returns
+    -------
+    check : SanityCheck
+    """
+    X, y = np.asarray(X)[:n_samples], np.asarray(y)[:n_samples]
+    X_adv = attack_estimator(clone(attack).set_params(eps=0.0), estimator, X, y)
+    moved = float(np.abs(X_adv - X).max()) if len(X) else 0.0
+    clean = float(np.mean(predict_labels(estimator, X) == y)) if len(X) else 0.0
+    at_zero = float(np.mean(predict_labels(estimator, X_adv) == y)) if len(X) else 0.0
+    detail = (f"clean accuracy {100 * clean:.1f} %, accuracy under the attack at eps=0 "
+              f"{100 * at_zero:.1f} % on {len(X)} samples (largest move {moved:.2g})")
+    if moved > 1e-6 or abs(clean - at_zero) > 1e-12:
+        return _verdict(
+            "eps=0 reproduces clean accuracy", False,
+            f"{detail}: the attacked model is not the evaluated one (preprocessing "
+            "outside the module, stochastic predictions) or the attack moves points "
+            "at zero budget.", warn)
+    return _verdict("eps=0 reproduces clean accuracy", True, detail + ".", warn)
+
+
+def check_monotonic_accuracy(eps_values, accuracy, *, tol=0.0, warn=True):
+    """Check that accuracy does not rise as the budget grows.
+
+    A larger budget contains every smaller one, so a sound attack's accuracy can
+    only fall. A rise signals a failing attack (gradient masking, too few steps).
+
+    Parameters
+    ----------
+    eps_values : array-like of shape (n_points,)
+        Budgets.
+    accuracy : array-like of shape (n_points,)
+        Accuracy at each budget.
+    tol : float, default=0.0
+        Tolerated rise (sampling noise of random starts).
+    warn : bool, default=True
+        Warn with a :class:`RobustnessWarning` on failure.
+
+    Returns
+    -------
+    check : SanityCheck
+
+    Examples
+    --------
+    >>> from skrobust.evaluation import check_monotonic_accuracy
+    >>> check_monotonic_accuracy([0.0, 0.1, 0.2], [0.9, 0.2, 0.6], warn=False).passed
+    False
+    """
+    eps_values = np.asarray(eps_values, dtype=float)
+    accuracy = np.asarray(accuracy, dtype=float)
+    order = np.argsort(eps_values, kind="stable")
+    eps_values, accuracy = eps_values[order], accuracy[order]
+    rises = [(eps_values[i], eps_values[i + 1], accuracy[i], accuracy[i + 1])
+             for i in range(len(accuracy) - 1) if accuracy[i + 1] > accuracy[i] + tol]
+    if rises:
+        text = "; ".join(f"{100 * a:.1f} % at eps={e0:g} -> {100 * b:.1f} % at eps={e1:g}"
+                         for e0, e1, a, b in rises[:3])
+        return _verdict(
+            "accuracy falls with eps", False,
+            f"accuracy rises as the budget grows ({text}): the attack fails at large "
+            "budgets (gradient masking or too few iterations); more steps, restarts "
+            "or a different loss are needed.", warn)
+    return _verdict("accuracy falls with eps", True,
+                    f"accuracy never rises over {len(accuracy)} budgets.", warn)
+
+
+def check_iterative_stronger(single_step_fooled, iterative_fooled, *, tol=0.01, warn=True):
+    """Check that iterative attacks fool every sample that a single step fools.
+
+    An iterative attack with the same budget explores a superset of FGSM's moves; a
+    sample fooled by FGSM but not by PGD/APGD is a sign of gradient masking.
+
+    Parameters
+    ----------
+    single_step_fooled : array-like of bool, shape (n_samples,)
+        Samples fooled by the single-step attack(s).
+    iterative_fooled : array-like of bool, shape (n_samples,)
+        Samples fooled by the iterative attack(s).
+    tol : float, default=0.01
+        Largest tolerated share of samples fooled only by the single step.
+    warn : bool, default=True
+        Warn with a :class:`RobustnessWarning` on failure.
+
+    Returns
+    -------
+    check : SanityCheck
+
+    Examples
+    --------
+    >>> from skrobust.evaluation import check_iterative_stronger
+    >>> check_iterative_stronger([True, True], [False, True], warn=False).passed
+    False
+    """
+    single = np.asarray(single_step_fooled, dtype=bool)
+    iterative = np.asarray(iterative_fooled, dtype=bool)
+    only_single = int(np.sum(single & ~iterative))
+    share = only_single / max(len(single), 1)
+    detail = (f"{only_single} of {len(single)} samples are fooled by the single-step "
+              "attack but not by the iterative ones")
+    if share > tol:
+        return _verdict(
+            "iterative attacks beat FGSM", False,
+            f"{detail} ({100 * share:.1f} %): the iterative attacks are weaker than "
+            "FGSM, a sign of gradient masking or a mis-configured step size.", warn)
+    return _verdict("iterative attacks beat FGSM", True, detail + ".", warn)
+
+
+def run_sanity_checks(estimator, X, y, *, attack=None, clip_min=0.0, clip_max=1.0,
+                      n_samples=256, warn=True):
+    """Run the checks that need only the model and the data.
+
+    Input bounds, training mode, deterministic outputs, gradients, and (when
+    ``attack`` is given) that the attack at ``eps=0`` reproduces clean accuracy.
+    The checks over budgets and attacks (:func:`check_monotonic_accuracy`,
+    :func:`check_iterative_stronger`) run inside :func:`security_curve` and
+    :func:`evaluate_robustness`.
+
+    Parameters
+    ----------
+    estimator : fitted classifier or torch.nn.Module
+        The victim.
+    X : array-like of shape (n_samples, n_features)
+        Inputs.
+    y : array-like of shape (n_samples,)
+        True labels.
+    attack : skrobust attack transformer, default=None
+        The attack for the ``eps=0`` check; skipped when None.
+    clip_min, clip_max : float, array-like of shape (n_features,) or None, default=0.0, 1.0
+        The declared input domain.
+    n_samples : int, default=256
+        Samples used by the model checks (the ``eps=0`` check uses at most 100).
+    warn : bool, default=True
+        Warn with a :class:`RobustnessWarning` for each failed check.
+
+    Returns
+    -------
+    checks : list of SanityCheck
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from torch import nn
+    >>> from skrobust.evaluation import run_sanity_checks
+    >>> model = nn.Linear(4, 3).eval()
+    >>> X = np.random.RandomState(0).rand(20, 4).astype("float32")
+    >>> [c.passed for c in run_sanity_checks(model, X, np.zeros(20, dtype=int))]
+    [True, True, True, True]
+    """
+    X = np.asarray(X)
+    checks = [check_input_bounds(X, clip_min=clip_min, clip_max=clip_max, warn=warn)]
+    try:
+        as_torch_model(estimator)
+    except TypeError:
+        reason = "not run: the model has no torch gradient (a black-box model)."
+        checks += [SanityCheck(name, None, reason) for name in
+                   ("training mode", "deterministic outputs", "gradients")]
+    else:
+        checks += [
+            check_training_mode(estimator, warn=warn),
+            check_deterministic(estimator, X, n_samples=min(n_samples, 64), warn=warn),
+            check_gradients(estimator, X, n_samples=n_samples, warn=warn),
+        ]
+    if attack is not None:
+        if checks[0].passed:
+            checks.append(check_eps_zero(estimator, X, y, attack,
+                                         n_samples=min(n_samples, 100), warn=warn))
+        else:
+            checks.append(SanityCheck("eps=0 reproduces clean accuracy", None,
+                                      "not run: the inputs lie outside the bounds."))
+    return checks

@@ -1,0 +1,219 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from skrobust.detection import DriftResult, MMDDriftDetector
+
+
+@pytest.fixture(scope="module")
+def gaussians():
+    rng = np.random.RandomState(0)
+    return rng.randn(3000, 4), rng.randn(3000, 4)
+
+
+def two_layer_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3)).eval()
+
+
+def test_calibrated_on_clean_data(gaussians):
+    ref, clean = gaussians
+    detector = MMDDriftDetector(n_permutations=100, random_state=0).fit(ref)
+    fpr = detector.detection_rate(clean, n_repeats=1000, sample_size=20)
+    assert 0.03 <= fpr <= 0.07
+
+
+@pytest.mark.parametrize("params", [
+    {"kernel": "rbf_mixture"},
+    {"standardize": True},
+    {"estimator": "net", "layer": ["input", "0", "1", "2"]},
+])
+def test_options_stay_calibrated(gaussians, params):
+    ref, clean = gaussians
+    params = dict(params)
+    if params.get("estimator") == "net":
+        params["estimator"] = two_layer_net()
+    detector = MMDDriftDetector(n_permutations=50, random_state=1, **params).fit(ref)
+    rate = detector.detection_rate(clean, n_repeats=300, sample_size=20)
+    rate = rate["combined"] if isinstance(rate, dict) else rate
+    assert 0.015 <= rate <= 0.09
+
+
+def test_power_on_shifted_gaussians(gaussians):
+    ref, clean = gaussians
+    detector = MMDDriftDetector(random_state=0).fit(ref[:1000])
+    assert detector.detection_rate(clean + 0.6, n_repeats=50, sample_size=50) >= 0.95
+    result = detector.test(clean[:200] + 1.0)
+    assert isinstance(result, DriftResult)
+    assert result.is_drift and result.p_value == pytest.approx(1 / 101)
+    assert result.statistic > result.threshold > 0
+    assert detector.predict(clean[:200] + 1.0) is True
+    assert detector.predict(clean[:200]) is False
+
+
+def test_result_fields_are_consistent(gaussians):
+    ref, clean = gaussians
+    detector = MMDDriftDetector(n_permutations=200, alpha=0.1, random_state=0).fit(ref[:300])
+    for shift in (0.0, 0.1, 0.2, 0.4):
+        result = detector.test(clean[:60] + shift)
+        null = result.null_statistics
+        assert null.shape == (200,)
+        assert result.p_value == pytest.approx((1 + np.sum(null >= result.statistic)) / 201)
+        assert 1 / 201 <= result.p_value <= 1
+        assert result.is_drift == (result.p_value <= 0.1)
+        assert result.is_drift == (result.statistic > result.threshold)
+        assert detector.score(clean[:60] + shift) == result.p_value
+
+
+def test_random_state_determinism(gaussians):
+    ref, clean = gaussians
+    X = clean[:100] + 0.1
+    a = MMDDriftDetector(random_state=3).fit(ref[:500]).test(X)
+    b = MMDDriftDetector(random_state=3).fit(ref[:500]).test(X)
+    c = MMDDriftDetector(random_state=4).fit(ref[:500]).test(X)
+    np.testing.assert_array_equal(a.null_statistics, b.null_statistics)
+    assert a.p_value == b.p_value
+    assert not np.array_equal(a.null_statistics, c.null_statistics)
+    assert a.statistic == pytest.approx(c.statistic)  # the statistic itself is not random
+    detector = MMDDriftDetector(random_state=3).fit(ref[:500])
+    assert detector.score(X) == detector.score(X)  # repeated calls agree
+    rate = detector.detection_rate(clean, n_repeats=20, sample_size=30)
+    assert rate == detector.detection_rate(clean, n_repeats=20, sample_size=30)
+
+
+def test_block_size_does_not_change_the_result(gaussians):
+    ref, clean = gaussians
+    X = clean[:150] + 0.2
+    a = MMDDriftDetector(random_state=0).fit(ref[:400]).test(X)
+    b = MMDDriftDetector(random_state=0, block_size=37).fit(ref[:400]).test(X)
+    np.testing.assert_allclose(a.null_statistics, b.null_statistics, atol=1e-12)
+    assert a.p_value == b.p_value
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"alpha": 0.0}, "alpha"), ({"alpha": 1.0}, "alpha"), ({"alpha": 1.5}, "alpha"),
+    ({"n_permutations": 0}, "n_permutations"), ({"kernel": "linear"}, "kernel"),
+    ({"gamma": -1.0}, "gamma"), ({"gamma": "mean"}, "gamma"),
+    ({"class_matched": True}, "class_matched"), ({"layer": "relu1"}, "layer"),
+])
+def test_bad_parameters(params, match):
+    with pytest.raises(ValueError, match=match):
+        MMDDriftDetector(**params).fit(np.zeros((10, 2)) + np.arange(10)[:, None])
+
+
+def test_bad_input(gaussians):
+    ref, clean = gaussians
+    with pytest.raises(ValueError, match="minimum of 2"):
+        MMDDriftDetector().fit(ref[:1])
+    detector = MMDDriftDetector(random_state=0).fit(ref[:100])
+    with pytest.raises(ValueError, match="minimum of 2"):
+        detector.test(clean[:1])
+    with pytest.raises(ValueError, match="4 features"):
+        detector.score(clean[:10, :3])
+    X_nan = clean[:10].copy()
+    X_nan[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        detector.predict(X_nan)
+    with pytest.raises(ValueError, match="NaN"):
+        MMDDriftDetector().fit(X_nan)
+    with pytest.raises(ValueError, match="sample_size"):
+        detector.detection_rate(clean[:50], sample_size=60)
+    with pytest.raises(ValueError, match="n_repeats"):
+        detector.detection_rate(clean[:50], n_repeats=0, sample_size=10)
+    with pytest.raises(TypeError, match="Cannot attack|must be"):
+        MMDDriftDetector("not a net").fit(ref[:10])
+
+
+def test_inputs_are_not_modified_or_kept(gaussians):
+    ref, clean = gaussians
+    ref_copy, X = ref[:100].copy(), clean[:50].copy()
+    detector = MMDDriftDetector(random_state=0, standardize=True).fit(ref_copy)
+    detector.test(X)
+    detector.score_samples(X)
+    np.testing.assert_array_equal(ref_copy, ref[:100])
+    np.testing.assert_array_equal(X, clean[:50])
+    ref_copy[:] = 0  # the detector holds its own copy
+    assert detector.X_ref_.std() > 0.5
+
+
+def test_layers_of_a_network(gaussians):
+    ref, clean = gaussians
+    net = two_layer_net()
+    detector = MMDDriftDetector(net, layer=["input", "1", "output"], random_state=0).fit(ref[:300])
+    assert detector.layers_ == ["input", "1", "output"]
+    assert set(detector.X_ref_) == {"input", "1", "output"}
+    assert detector.X_ref_["1"].shape == (300, 16) and detector.X_ref_["output"].shape == (300, 3)
+    assert set(detector.gamma_) == {"input", "1", "output"}
+    result = detector.test(clean[:100] + 1.0)
+    assert set(result.per_layer) == {"input", "1", "output"}
+    assert result.is_drift and all(r.is_drift for r in result.per_layer.values())
+    rates = detector.detection_rate(clean + 1.0, n_repeats=10, sample_size=50)
+    assert set(rates) == {"input", "1", "output", "combined"}
+    assert min(rates.values()) == 1.0
+    single = MMDDriftDetector(net, random_state=0).fit(ref[:300])
+    assert single.layers_ == ["output"] and single.X_ref_.shape == (300, 3)
+    with pytest.raises(ValueError, match="Unknown layer"):
+        MMDDriftDetector(net, layer="conv9").fit(ref[:30])
+
+
+def test_class_matched_reference_ignores_class_imbalance():
+    rng = np.random.RandomState(0)
+    centres = np.array([[-3.0, 0.0], [3.0, 0.0]])
+    labels = rng.randint(2, size=2000)
+    X = centres[labels] + rng.randn(2000, 2)
+    net = nn.Linear(2, 2)
+    with torch.no_grad():  # predicts the sign of the first feature
+        net.weight.copy_(torch.tensor([[-1.0, 0.0], [1.0, 0.0]]))
+        net.bias.zero_()
+    ref, pool = X[:1000], X[1000:]
+    only_right = pool[pool[:, 0] > 0]  # a clean batch of a single class
+    plain = MMDDriftDetector(net, layer="input", random_state=0).fit(ref)
+    matched = MMDDriftDetector(net, layer="input", class_matched=True, random_state=0).fit(ref)
+    assert plain.detection_rate(only_right, n_repeats=20, sample_size=50) == 1.0
+    # calibrated, not conservative: labels are permuted within predicted classes
+    assert 0.015 <= matched.detection_rate(only_right, n_repeats=200, sample_size=50) <= 0.09
+    assert matched.detection_rate(pool + [0.0, 0.7], n_repeats=20, sample_size=50) >= 0.6
+    assert matched.ref_classes_.shape == (1000,)
+
+
+def test_standardize_helps_with_a_noisy_large_feature():
+    rng = np.random.RandomState(0)
+    scale = np.array([1.0, 100.0])
+    ref, X = rng.randn(1000, 2) * scale, rng.randn(1000, 2) * scale + [1.0, 0.0]
+    plain = MMDDriftDetector(random_state=0).fit(ref)
+    std = MMDDriftDetector(random_state=0, standardize=True).fit(ref)
+    assert std.detection_rate(X, n_repeats=30, sample_size=50) >= 0.8
+    assert plain.detection_rate(X, n_repeats=30, sample_size=50) <= 0.3
+
+
+def test_score_samples_ranks_the_shifted_rows(gaussians):
+    ref, clean = gaussians
+    detector = MMDDriftDetector(random_state=0).fit(ref[:500])
+    batch = np.vstack([clean[:90], clean[90:100] + 4.0])
+    scores = detector.score_samples(batch)
+    assert scores.shape == (100,)
+    assert scores[90:].max() < np.median(scores[:90])
+    top = detector.top_k_suspicious(batch, k=10)
+    assert len(top) == 10 and np.sum(top >= 90) >= 9
+    assert len(detector.top_k_suspicious(batch, k=500)) == 100
+    # rows are scored the same whatever their order in the batch
+    order = np.random.RandomState(0).permutation(100)
+    np.testing.assert_allclose(detector.score_samples(batch[order]), scores[order], atol=1e-12)
+
+
+def test_pipeline_clone_and_pickle(gaussians):
+    ref, clean = gaussians
+    pipe = make_pipeline(StandardScaler(), MMDDriftDetector(random_state=0)).fit(ref[:200])
+    assert 0 < pipe.score(clean[:50]) <= 1
+    assert pipe.predict(clean[:50] + 2.0) is True
+    detector = MMDDriftDetector(random_state=0).fit(ref[:200])
+    restored = pickle.loads(pickle.dumps(detector))
+    assert restored.score(clean[:50]) == detector.score(clean[:50])
+    fresh = clone(detector)
+    assert not hasattr(fresh, "X_ref_") and fresh.get_params() == detector.get_params()
