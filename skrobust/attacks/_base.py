@@ -12,11 +12,12 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from tqdm.auto import tqdm
 
 from ..models._skorch import default_net, fit_net, is_skorch_net, size_net
-from ._constraints import FeatureConstraints, check_eps, check_feature_mask, feature_scale
 from ..utils._dask import is_dask_array, map_row_blocks
 from ..utils._differentiable import SUPPORTED_VICTIMS, TorchModel, as_torch_model
 from ..utils._sklearn_torch import check_convertible, is_convertible
 from ..utils._torch import eval_mode, make_generator, resolve_device, to_numpy, to_tensor
+from ._constraints import FeatureConstraints, check_eps, check_feature_mask, feature_scale
+from ._functional import two_class_scores
 
 FLOAT_DTYPES = [np.float64, np.float32]
 
@@ -314,7 +315,7 @@ class BaseAttack(TransformerMixin, BaseEstimator):
             return torch.as_tensor(y_index[start:stop], device=device)
         with torch.no_grad():
             logits = module(x)
-        return logits.argmax(1) if logits.shape[1] > 1 else (logits[:, 0] > 0).long()
+        return two_class_scores(logits).argmax(1)
 
     def _attack_constrained(self, X, y_index, module, device, constraints):
         """Attack in scaled coordinates ``z`` (``x = x0 + weight * z``), see _constraints."""

@@ -9,18 +9,26 @@ import torch
 import torch.nn.functional as F
 
 
+def two_class_scores(logits):
+    """Scores with one column per class; a single column is the logit of class 1.
+
+    The single logit ``l`` of a binary classifier is split symmetrically into
+    ``(-l/2, l/2)``: the same softmax as ``(0, l)``, but the gradient of a confidently
+    classified sample does not round to 0 in float32.
+    """
+    if logits.shape[1] == 1:
+        return torch.cat([-logits / 2, logits / 2], dim=1)
+    return logits
+
+
 def attack_loss(logits, y, *, targeted=False):
     """Summed cross-entropy to ascend: towards errors, or towards ``y`` if targeted.
 
-    A single output column is read as the logit of class 1 of a binary classifier,
-    split symmetrically into the two scores ``(-l/2, l/2)`` (same softmax as
-    ``(0, l)``, but the gradient of a confidently classified sample does not round
-    to 0 in float32). Summing (rather than averaging) keeps each sample's gradient
-    independent of the batch size.
+    A single output column is read as the logit of class 1 of a binary classifier
+    (:func:`two_class_scores`). Summing (rather than averaging) keeps each sample's
+    gradient independent of the batch size.
     """
-    if logits.shape[1] == 1:
-        logits = torch.cat([-logits / 2, logits / 2], dim=1)
-    loss = F.cross_entropy(logits, y, reduction="sum")
+    loss = F.cross_entropy(two_class_scores(logits), y, reduction="sum")
     return -loss if targeted else loss
 
 
@@ -136,5 +144,5 @@ def pgd(module, x, y, *, eps, step_size, n_iter, norm="inf", targeted=False,
 
 
 def _success(logits, y, targeted):
-    pred = logits.argmax(1) if logits.shape[1] > 1 else (logits[:, 0] > 0).long()
+    pred = two_class_scores(logits).argmax(1)
     return pred == y if targeted else pred != y

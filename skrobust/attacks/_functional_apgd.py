@@ -10,20 +10,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._functional import ascent_direction, project, random_init
+from ._functional import ascent_direction, project, random_init, two_class_scores
 
 LOSSES = ("ce", "dlr")
 
 
-def _two_columns(logits):
-    """A single output column is the logit of class 1 of a binary classifier."""
-    if logits.shape[1] == 1:
-        return torch.cat([torch.zeros_like(logits), logits], dim=1)
-    return logits
-
-
 def _predict(logits):
-    return _two_columns(logits).argmax(1)
+    return two_class_scores(logits).argmax(1)
 
 
 def dlr_loss(logits, y):
@@ -62,7 +55,7 @@ def dlr_targeted_loss(logits, target, y=None):
 def _per_sample_loss(logits, y, target, loss):
     """The loss to ascend, per sample: towards errors on ``y``, or towards ``target``."""
     if loss == "ce":
-        logits = _two_columns(logits)
+        logits = two_class_scores(logits)
         if target is None:
             return F.cross_entropy(logits, y, reduction="none")
         return -F.cross_entropy(logits, target, reduction="none")
@@ -254,7 +247,7 @@ def apgd(module, x, y, *, eps, norm="inf", loss="ce", n_iter=100, n_restarts=1,
         if n_target_classes is None:
             runs = [(None, None, "error")]
         else:
-            order = _two_columns(clean_logits).argsort(dim=1, descending=True)
+            order = two_class_scores(clean_logits).argsort(dim=1, descending=True)
             # the i-th best class other than the top one; n_classes - 1 at most
             runs = [(order[:, i], None, "error")
                     for i in range(1, min(n_target_classes, n_classes - 1) + 1)]

@@ -14,6 +14,7 @@ from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 
 from ..attacks._base import _bound, attack_estimator
+from ..attacks._functional import two_class_scores
 from ..models._skorch import is_skorch_net
 from ..utils._differentiable import as_torch_model
 from ..utils._torch import eval_mode, to_numpy, to_tensor
@@ -78,7 +79,7 @@ def predict_labels(estimator, X, *, batch_size=256):
     with eval_mode(model.module), torch.no_grad():
         for start in range(0, len(X), batch_size):
             logits = model.module(to_tensor(X[start:start + batch_size], model.device))
-            pred = logits.argmax(1) if logits.shape[1] > 1 else (logits[:, 0] > 0).long()
+            pred = two_class_scores(logits).argmax(1)
             preds.append(to_numpy(pred))
     index = np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
     return index if model.classes is None else np.asarray(model.classes)[index]
