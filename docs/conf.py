@@ -46,8 +46,8 @@ html_static_path = ["_static"]
 nitpicky = False
 
 # Every public name (each subpackage's __all__) must appear in an API page.
-DOCUMENTED_SUBPACKAGES = ("attacks", "datasets", "evaluation", "metrics", "models",
-                          "plotting", "utils")
+DOCUMENTED_SUBPACKAGES = ("attacks", "datasets", "defenses", "detection", "evaluation",
+                          "metrics", "models", "plotting", "privacy", "utils")
 
 
 def _check_api_pages(app):
