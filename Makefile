@@ -27,8 +27,10 @@ test: $(STAMP)
 docs: $(STAMP)
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
+# torchattacks pins requests~=2.25, which would break Sphinx; its other needs are installed
 bench: $(STAMP)
-	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) -m pip install --quiet "adversarial-robustness-toolbox>=1.15"
+	$(PY) -m pip install --quiet --no-deps "torchattacks>=3.4"
 	$(PY) benchmarks/attacks.py
 
 clean:
