@@ -288,13 +288,23 @@ class BaseAttack(TransformerMixin, BaseEstimator):
     def _attack(self, X, y_index):
         model = self._torch_model()
         module, device = model.module, model.device
-        n_features = X.shape[1]
         constraints = self._constraints()
-        if constraints is not None:
-            return self._attack_constrained(X, y_index, module, device, constraints)
-        lo, hi = self._bounds(n_features)
-        lo_t = None if lo is None else torch.as_tensor(lo, dtype=torch.float32, device=device)
-        hi_t = None if hi is None else torch.as_tensor(hi, dtype=torch.float32, device=device)
+        if constraints is None:
+            lo, hi = self._bounds(X.shape[1])
+            lo_t = None if lo is None else torch.as_tensor(lo, dtype=torch.float32, device=device)
+            hi_t = None if hi is None else torch.as_tensor(hi, dtype=torch.float32, device=device)
+
+            def perturb(x, y, generator):
+                return self._perturb(module, x, y, generator, lo_t, hi_t)
+        else:
+            def perturb(x, y, generator):
+                # attack in scaled coordinates z (x = x0 + weight * z), see _constraints
+                scaled, z_lo, z_hi = constraints.torch_parts(module, x, device)
+                z = self._perturb(scaled, torch.zeros_like(x), y, generator, z_lo, z_hi,
+                                  eps=constraints.radius)
+                with torch.no_grad():
+                    return scaled.to_input(z)
+
         generator = make_generator(self.seed_, device)
         X_adv = np.empty_like(X)
         starts = range(0, len(X), self.batch_size)
@@ -304,9 +314,10 @@ class BaseAttack(TransformerMixin, BaseEstimator):
                 stop = start + self.batch_size
                 x = to_tensor(X[start:stop], device)
                 y = self._batch_labels(module, x, y_index, start, stop, device)
-                x_adv = self._perturb(module, x, y, generator, lo_t, hi_t)
-                X_adv[start:stop] = to_numpy(x_adv, X.dtype)
-        return self._project(X, X_adv, lo, hi)
+                X_adv[start:stop] = to_numpy(perturb(x, y, generator), X.dtype)
+        if constraints is None:
+            return self._project(X, X_adv, lo, hi)
+        return constraints.project(X, X_adv, resolve_norm(self.norm))
 
     @staticmethod
     def _batch_labels(module, x, y_index, start, stop, device):
@@ -316,25 +327,6 @@ class BaseAttack(TransformerMixin, BaseEstimator):
         with torch.no_grad():
             logits = module(x)
         return two_class_scores(logits).argmax(1)
-
-    def _attack_constrained(self, X, y_index, module, device, constraints):
-        """Attack in scaled coordinates ``z`` (``x = x0 + weight * z``), see _constraints."""
-        generator = make_generator(self.seed_, device)
-        X_adv = np.empty_like(X)
-        starts = range(0, len(X), self.batch_size)
-        with eval_mode(module):
-            for start in tqdm(starts, desc=type(self).__name__, unit="batch",
-                              disable=not self.verbose, leave=False):
-                stop = start + self.batch_size
-                x = to_tensor(X[start:stop], device)
-                y = self._batch_labels(module, x, y_index, start, stop, device)
-                scaled, z_lo, z_hi = constraints.torch_parts(module, x, device)
-                z = self._perturb(scaled, torch.zeros_like(x), y, generator, z_lo, z_hi,
-                                  eps=constraints.radius)
-                with torch.no_grad():
-                    x_adv = scaled.to_input(z)
-                X_adv[start:stop] = to_numpy(x_adv, X.dtype)
-        return constraints.project(X, X_adv, resolve_norm(self.norm))
 
     def _project(self, X, X_adv, lo, hi):
         """Re-project in X's dtype, so float32 rounding never leaves the eps-ball."""
