@@ -59,6 +59,13 @@ def _bound(value, name, n_features):
     return array
 
 
+def outside_bounds(X, lo, hi, tol=1e-6):
+    """Row masks of ``X`` with a value below ``lo`` / above ``hi`` (None: no bound)."""
+    below = np.zeros(len(X), bool) if lo is None else np.any(X < np.asarray(lo) - tol, axis=1)
+    above = np.zeros(len(X), bool) if hi is None else np.any(X > np.asarray(hi) + tol, axis=1)
+    return below, above
+
+
 def _convertible_error(estimator):
     """Why a scikit-learn estimator cannot be re-expressed in torch ("" if it can)."""
     if not isinstance(estimator, BaseEstimator):
@@ -220,13 +227,13 @@ class BaseAttack(TransformerMixin, BaseEstimator):
             constraints = self._constraints()
             if constraints is not None:
                 constraints.check_integral(X)
-        tol = 1e-6
-        if lo is not None and np.any(X < np.asarray(lo) - tol):
+        below, above = outside_bounds(X, lo, hi)
+        if below.any():
             raise ValueError(
                 f"X has values below clip_min={self.clip_min!r} (min {X.min():.4g}); scale "
                 "X into [clip_min, clip_max] or set clip_min=None to disable the bound."
             )
-        if hi is not None and np.any(X > np.asarray(hi) + tol):
+        if above.any():
             raise ValueError(
                 f"X has values above clip_max={self.clip_max!r} (max {X.max():.4g}); scale "
                 "X into [clip_min, clip_max] or set clip_max=None to disable the bound."

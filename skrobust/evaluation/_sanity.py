@@ -13,7 +13,7 @@ import torch
 from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 
-from ..attacks._base import _bound, attack_estimator
+from ..attacks._base import _bound, attack_estimator, outside_bounds
 from ..attacks._functional import two_class_scores
 from ..models._skorch import is_skorch_net
 from ..utils._differentiable import as_torch_model
@@ -117,12 +117,11 @@ def check_input_bounds(X, *, clip_min=0.0, clip_max=1.0, tol=1e-6, warn=True):
     X = np.asarray(X, dtype=np.float64)
     lo = _bound(clip_min, "clip_min", X.shape[1])
     hi = _bound(clip_max, "clip_max", X.shape[1])
-    below = 0 if lo is None else int(np.sum(np.any(X < np.asarray(lo) - tol, axis=1)))
-    above = 0 if hi is None else int(np.sum(np.any(X > np.asarray(hi) + tol, axis=1)))
-    if below or above:
+    below, above = outside_bounds(X, lo, hi, tol)
+    if below.any() or above.any():
         return _verdict(
             "input bounds", False,
-            f"{below + above} of {len(X)} samples lie outside the declared bounds "
+            f"{int(np.sum(below | above))} of {len(X)} samples lie outside the declared bounds "
             f"[{clip_min}, {clip_max}] (X ranges over [{X.min():.4g}, {X.max():.4g}]); "
             "scale X into the bounds or declare the bounds of your preprocessing.", warn)
     return _verdict("input bounds", True,
