@@ -1,16 +1,9 @@
 """Sphinx configuration for skrobust."""
 
 import re
-import sys
 from pathlib import Path
 
 import skrobust
-import skrobust.attacks
-
-# ``skrobust.attacks.functional`` is an attribute of ``skrobust.attacks`` (an alias
-# of the private module ``_functional``), not an importable module; autodoc imports
-# by module name, so register the alias.
-sys.modules.setdefault("skrobust.attacks.functional", skrobust.attacks.functional)
 
 project = "skrobust"
 author = "the skrobust developers"

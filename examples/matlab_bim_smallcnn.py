@@ -10,8 +10,10 @@ Robust to Adversarial Examples" (Deep Learning Toolbox) on MNIST:
    ``PGDTransformer(eps=0.1, step_size=0.01, n_iter=20, random_start=False)``
    (Linf, pixels in [0, 1]) on the true labels;
 3. print clean and adversarial accuracy next to MATLAB's (98.6 % and 1.1 %), with
-   MindArmour's table of the attack, and save a figure of clean digits above their
-   adversarial versions to ``--output-dir``.
+   MindArmour's table of the attack and, on ``--n-check`` images, the accuracy left
+   by the stronger APGD-CE (100 steps) at the same budget (is BIM a weak attack
+   here?), and save a figure of clean digits above their adversarial versions to
+   ``--output-dir``.
 
 Run (minutes on a CPU; needs the MNIST training set in a data root)::
 
@@ -30,7 +32,7 @@ import torch  # noqa: E402
 from skorch import NeuralNetClassifier  # noqa: E402
 from torch import nn  # noqa: E402
 
-from skrobust.attacks import PGDTransformer  # noqa: E402
+from skrobust.attacks import APGDTransformer, PGDTransformer  # noqa: E402
 from skrobust.datasets import load_mnist  # noqa: E402
 from skrobust.evaluation import evaluate_attack, format_attack_table  # noqa: E402
 from skrobust.models import SmallCNN  # noqa: E402
@@ -51,6 +53,9 @@ def parse_args(argv=None):
                         help="attack the first N test images (all 10,000)")
     parser.add_argument("--device", default="cpu", help="torch device (cpu)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    parser.add_argument("--n-check", type=int, default=1000,
+                        help="test images on which APGD-CE (100 steps) checks that BIM is "
+                             "not a weak attack (1000; 0 skips)")
     return parser.parse_args(argv)
 
 
@@ -93,6 +98,13 @@ def main(argv=None):
     print(f"{'adversarial accuracy':<22}{100 * result.adversarial_accuracy:>9.1f}%"
           f"{100 * MATLAB['adversarial']:>9.1f}%")
 
+    if args.n_check:
+        k = args.n_check
+        apgd = APGDTransformer(eps=0.1, n_iter=100, random_state=args.seed)
+        bim_k = result.y_pred_adv[:k] == y_test[:k]
+        apgd_k = evaluate_attack(net, X_test[:k], y_test[:k], apgd).adversarial_accuracy
+        print(f"{'on the first ' + str(k) + ': BIM':<22}{100 * bim_k.mean():>9.1f}%   "
+              f"APGD-CE (100 steps) {100 * apgd_k:.1f}%")
     X_adv = result.X_adv
     assert np.abs(X_adv - X_test).max() <= 0.1 + 1e-6
     fig = plot_adversarial_grid(X_test, X_adv, y_test, result.y_pred, result.y_pred_adv,

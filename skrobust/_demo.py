@@ -37,6 +37,17 @@ def load_demo_data(data_home=None, n_train=None, n_test=None, random_state=0):
     return X_train, y_train, X_test, y_test, source
 
 
+def demo_net(module=LeNet5, *, epochs=10, device="cpu", verbose=0):
+    """The tutorial's training recipe: SGD lr 0.01, momentum 0.9, batch 32, logits."""
+    from skorch import NeuralNetClassifier
+
+    return NeuralNetClassifier(
+        module, criterion=nn.CrossEntropyLoss, optimizer=torch.optim.SGD, lr=0.01,
+        optimizer__momentum=0.9, batch_size=32, max_epochs=epochs, train_split=None,
+        iterator_train__shuffle=True, device=device, verbose=verbose,
+    )
+
+
 def run_demo(*, epochs=10, eps=0.3, data_home=None, n_train=None, n_test=None,
              output="skrobust_demo.png", device="cpu", random_state=0, verbose=1):
     """Train LeNet5, attack it with FGSM, print the table and save the figure.
@@ -47,17 +58,11 @@ def run_demo(*, epochs=10, eps=0.3, data_home=None, n_train=None, n_test=None,
         The :func:`~skrobust.evaluation.evaluate_attack` result, plus ``source``,
         ``train_seconds`` and ``figure`` (the saved path or None).
     """
-    from skorch import NeuralNetClassifier
-
     X_train, y_train, X_test, y_test, source = load_demo_data(data_home, n_train, n_test,
                                                               random_state)
     say = print if verbose else (lambda *a, **k: None)
     say(f"data: {source}")
-    net = NeuralNetClassifier(
-        LeNet5, criterion=nn.CrossEntropyLoss, optimizer=torch.optim.SGD, lr=0.01,
-        optimizer__momentum=0.9, batch_size=32, max_epochs=epochs, train_split=None,
-        iterator_train__shuffle=True, device=device, verbose=verbose,
-    )
+    net = demo_net(epochs=epochs, device=device, verbose=verbose)
     start = time.perf_counter()
     fit_net(net, X_train, y_train, random_state)
     train_seconds = time.perf_counter() - start

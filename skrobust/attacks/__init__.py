@@ -5,7 +5,7 @@ attacks given labels (true labels for evaluation, target labels for targeted
 attacks). The tensor-level steps live in :mod:`skrobust.attacks.functional`.
 """
 
-from . import _functional as functional
+from . import functional
 from ._apgd import APGDTransformer
 from ._fgsm import FGSMTransformer
 from ._pgd import PGDTransformer

@@ -17,7 +17,7 @@ from ..utils._differentiable import SUPPORTED_VICTIMS, TorchModel, as_torch_mode
 from ..utils._sklearn_torch import check_convertible, is_convertible
 from ..utils._torch import eval_mode, make_generator, resolve_device, to_numpy, to_tensor
 from ._constraints import FeatureConstraints, check_eps, check_feature_mask, feature_scale
-from ._functional import two_class_scores
+from .functional import two_class_scores
 
 FLOAT_DTYPES = [np.float64, np.float32]
 

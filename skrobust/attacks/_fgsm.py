@@ -1,5 +1,5 @@
 from ._base import BaseAttack, resolve_norm
-from ._functional import fgsm
+from .functional import fgsm
 
 
 class FGSMTransformer(BaseAttack):

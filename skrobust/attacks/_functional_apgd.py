@@ -10,7 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._functional import ascent_direction, project, random_init, two_class_scores
+from .functional import ascent_direction, project, random_init, two_class_scores
 
 LOSSES = ("ce", "dlr")
 

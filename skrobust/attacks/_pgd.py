@@ -4,7 +4,7 @@ import numpy as np
 from sklearn.utils.validation import check_scalar
 
 from ._base import BaseAttack, resolve_norm
-from ._functional import pgd
+from .functional import pgd
 
 
 class PGDTransformer(BaseAttack):

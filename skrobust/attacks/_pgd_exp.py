@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from sklearn.utils.validation import check_scalar
 
 from ._base import BaseAttack
-from ._functional import _per_sample_norm, project
+from .functional import _per_sample_norm, project
 
 LOSSES = ("margin", "ce")
 

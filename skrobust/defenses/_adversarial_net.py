@@ -1,7 +1,7 @@
 """skorch glue of adversarial training: the training step and the robust checkpoint.
 
 Both reuse the attack transformers' tensor-level ``_perturb`` (built on
-:mod:`skrobust.attacks._functional`), so no attack code is repeated here.
+:mod:`skrobust.attacks.functional`), so no attack code is repeated here.
 """
 
 import numpy as np

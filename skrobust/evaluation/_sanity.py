@@ -14,7 +14,7 @@ from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 
 from ..attacks._base import _bound, attack_estimator, outside_bounds
-from ..attacks._functional import two_class_scores
+from ..attacks.functional import two_class_scores
 from ..models._skorch import is_skorch_net
 from ..utils._differentiable import as_torch_model
 from ..utils._torch import eval_mode, to_numpy, to_tensor
