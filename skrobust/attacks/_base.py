@@ -170,6 +170,17 @@ class BaseAttack(TransformerMixin, BaseEstimator):
                 setattr(self, name + "_", _bound(value, name, X.shape[1]))
         self.feature_scale_ = feature_scale(X, self.eps_scale)
 
+    def _constraint_params(self):
+        """Names of the feature-constraint parameters that are set (none: the plain
+        eps-ball in the clip box)."""
+        if not self._supports_constraints:
+            return []
+        names = ["eps"] if np.ndim(self.eps) != 0 else []
+        names += [name for name in ("eps_scale", "immutable", "integer_features")
+                  if getattr(self, name) is not None]
+        return names + [name for name in ("clip_min", "clip_max")
+                        if _is_data(getattr(self, name))]
+
     def _constraints(self, *, always=False):
         """The resolved :class:`FeatureConstraints`; None on the unconstrained path
         (no constraint set), unless ``always``."""
@@ -178,9 +189,7 @@ class BaseAttack(TransformerMixin, BaseEstimator):
         n_features = self.n_features_in_
         immutable = check_feature_mask(self.immutable, "immutable", n_features)
         integer = check_feature_mask(self.integer_features, "integer_features", n_features)
-        if not always and (np.ndim(self.eps) == 0 and self.eps_scale is None and immutable is None
-                and integer is None and not _is_data(self.clip_min)
-                and not _is_data(self.clip_max)):
+        if not always and not self._constraint_params():
             return None
         return FeatureConstraints.resolve(self.eps, self.feature_scale_, immutable, integer,
                                           self.clip_min_, self.clip_max_)

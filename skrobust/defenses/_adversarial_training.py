@@ -64,7 +64,10 @@ default=None
         attack transformer (its ``estimator`` is ignored) brings its own ``eps``,
         ``step_size``, ``n_iter``, ``norm``, ``random_start``, ``clip_min`` and
         ``clip_max``, reachable as ``attack__eps``, ...; the parameters of the same
-        names here must then keep their defaults.
+        names here must then keep their defaults. Feature constraints of the
+        attack (``immutable``, ``integer_features``, ``eps_scale``, an array
+        ``eps``, ``clip_min="data"``) are not applied in training and raise a
+        ``ValueError``.
     eps : float, default=0.3
         Maximum perturbation in the ``norm`` ball.
     step_size : float or None, default=None
@@ -204,6 +207,13 @@ default=0.0, 1.0
             if getattr(self.attack, "targeted", False):
                 raise ValueError("attack must be untargeted (targeted=False) for "
                                  "adversarial training.")
+            constrained = self.attack._constraint_params()
+            if constrained:
+                raise ValueError(
+                    f"attack sets feature constraints ({', '.join(constrained)}), which "
+                    "adversarial training does not apply: use a scalar eps and numeric "
+                    "clip_min/clip_max, without eps_scale, immutable or integer_features."
+                )
             return clone(self.attack).set_params(estimator=None)
         if self.attack not in ("fgsm", "pgd"):
             raise ValueError(
