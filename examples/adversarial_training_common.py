@@ -10,7 +10,10 @@ The robustness table is the same in every example, so models can be compared:
 - PGD-40 accuracy with random starts and restarts, step ``2.5 * eps / 40`` (Madry
   et al.'s rule), white-box;
 - ACAC / ACTC of the FGSM examples (MindArmour's average confidence of the
-  adversarial class and of the true class, over the successful examples).
+  adversarial class and of the true class, over the successful examples);
+- the worst case over AutoAttack's ensemble (APGD-CE, APGD-T, FGSM, Square;
+  :func:`skrobust.evaluation.evaluate_robustness`) on the first ``--n-ensemble``
+  test images, the figure to compare with published AutoAttack numbers.
 """
 
 import argparse
@@ -28,12 +31,13 @@ from torch import nn  # noqa: E402
 
 from skrobust._demo import load_demo_data  # noqa: E402
 from skrobust.attacks import FGSMTransformer, PGDTransformer  # noqa: E402
-from skrobust.evaluation import evaluate_attack  # noqa: E402
+from skrobust.evaluation import evaluate_attack, evaluate_robustness  # noqa: E402
 
 EPS_GRID = np.round(np.arange(0.0, 0.41, 0.05), 2)
 
 
-def parser(description, *, epochs, n_train=None, n_attack=1000, restarts=5):
+def parser(description, *, epochs, n_train=None, n_attack=1000, restarts=5,
+           n_ensemble=1000):
     """The command line every example takes."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--output-dir", default="runs", help="where the figure goes (runs/)")
@@ -45,6 +49,9 @@ def parser(description, *, epochs, n_train=None, n_attack=1000, restarts=5):
     p.add_argument("--n-attack", type=int, default=n_attack,
                    help=f"attack the first N test images ({n_attack}); clean accuracy "
                    "uses all of them")
+    p.add_argument("--n-ensemble", type=int, default=n_ensemble,
+                   help=f"test images for the AutoAttack-style ensemble ({n_ensemble}; 0 "
+                   "skips it)")
     p.add_argument("--restarts", type=int, default=restarts,
                    help=f"random restarts of the PGD-40 evaluation ({restarts})")
     p.add_argument("--n-curve", type=int, default=500,
@@ -89,13 +96,19 @@ def pgd(eps, n_iter=40, restarts=1, seed=0):
                           random_start=True, n_restarts=restarts, random_state=seed)
 
 
-def robustness(model, X, y, eps, *, n_attack, restarts, seed=0):
-    """Clean accuracy on all of X; FGSM and PGD-40 accuracy and FGSM ACAC/ACTC on n_attack."""
+def robustness(model, X, y, eps, *, n_attack, restarts, n_ensemble=0, seed=0):
+    """Clean accuracy on all of X; FGSM and PGD-40 accuracy and FGSM ACAC/ACTC on
+    n_attack; the ensemble's worst case on n_ensemble (if > 0)."""
     Xa, ya = X[:n_attack], y[:n_attack]
     fgsm = evaluate_attack(model, Xa, ya, FGSMTransformer(eps=eps))
     strong = evaluate_attack(model, Xa, ya, pgd(eps, 40, restarts, seed))
-    return dict(clean=model.score(X, y), fgsm=fgsm.adversarial_accuracy,
-                pgd=strong.adversarial_accuracy, acac=fgsm.acac, actc=fgsm.actc)
+    result = dict(clean=model.score(X, y), fgsm=fgsm.adversarial_accuracy,
+                  pgd=strong.adversarial_accuracy, acac=fgsm.acac, actc=fgsm.actc)
+    if n_ensemble:
+        result["ensemble"] = evaluate_robustness(
+            model, X[:n_ensemble], y[:n_ensemble], eps=eps, random_state=seed
+        ).robust_accuracy
+    return result
 
 
 def transfer_robustness(model, source, X, y, eps, *, n_attack):
@@ -113,10 +126,12 @@ def transfer_robustness(model, source, X, y, eps, *, n_attack):
 
 
 def format_table(rows, *, restarts, title):
-    """rows: list of (name, dict with clean/fgsm/pgd/acac/actc/seconds, any may be missing)."""
-    head = ("model", "clean", "FGSM", f"PGD-40x{restarts}", "ACAC", "ACTC", "train s")
+    """rows: list of (name, dict with clean/fgsm/pgd/ensemble/acac/actc/seconds, any may
+    be missing)."""
+    head = ("model", "clean", "FGSM", f"PGD-40x{restarts}", "ensemble", "ACAC", "ACTC",
+            "train s")
     width = max(len(head[0]), *(len(name) for name, _ in rows))
-    fmt = f"{{:<{width}}}  {{:>7}}  {{:>7}}  {{:>9}}  {{:>6}}  {{:>6}}  {{:>8}}"
+    fmt = f"{{:<{width}}}  {{:>7}}  {{:>7}}  {{:>9}}  {{:>8}}  {{:>6}}  {{:>6}}  {{:>8}}"
 
     def pct(r, key):
         return f"{100 * r[key]:.1f} %" if key in r else "-"
@@ -127,6 +142,7 @@ def format_table(rows, *, restarts, title):
     lines = [title, fmt.format(*head)]
     for name, r in rows:
         lines.append(fmt.format(name, pct(r, "clean"), pct(r, "fgsm"), pct(r, "pgd"),
+                                pct(r, "ensemble"),
                                 num(r, "acac", ".2f"), num(r, "actc", ".2f"),
                                 num(r, "seconds", ".0f")))
     return "\n".join(lines)

@@ -50,7 +50,8 @@ MATLAB = dict(clean=0.997, bim=0.757)
 
 
 def main(argv=None):
-    p = parser(__doc__.splitlines()[0], epochs=30, n_attack=1000, restarts=5)
+    p = parser(__doc__.splitlines()[0], epochs=30, n_attack=1000, restarts=5,
+               n_ensemble=200)
     args = p.parse_args(argv)
     output, X_train, y_train, X_test, y_test = setup(args)
 
@@ -80,14 +81,14 @@ def main(argv=None):
     for name, model, seconds in (("undefended", undefended, clean_seconds),
                                  ("fast FGSM (random start)", fast, fast_seconds)):
         r = robustness(model, X_test, y_test, EPS, n_attack=n, restarts=args.restarts,
-                       seed=args.seed)
+                       n_ensemble=args.n_ensemble, seed=args.seed)
         r["bim"] = evaluate_attack(model, X_test[:n], y_test[:n], bim).adversarial_accuracy
         rows.append((name, {**r, "seconds": seconds}))
     print()
     print(format_table([("MATLAB example (reported, its digit set)", MATLAB)] + rows,
                        restarts=args.restarts,
                        title=f"SmallCNN on MNIST, Linf eps={EPS}; attacks on {n} test "
-                             "images"))
+                             f"images, the ensemble on {args.n_ensemble}"))
     print("BIM (eps=0.1, step 0.01, 20 iterations): "
           + "; ".join(f"{name} {100 * r['bim']:.1f} %" for name, r in rows)
           + f"; MATLAB {100 * MATLAB['bim']:.1f} %")

@@ -56,7 +56,8 @@ def main(argv=None):
                    help="NAD fine-tuning epochs (10, as the tutorial)")
     args = p.parse_args(argv)
     output, X_train, y_train, X_test, y_test = setup(args)
-    common = dict(n_attack=args.n_attack, restarts=args.restarts, seed=args.seed)
+    common = dict(n_attack=args.n_attack, restarts=args.restarts,
+                  n_ensemble=args.n_ensemble, seed=args.seed)
 
     # MindArmour's LeNet5 training: SGD with momentum, batches of 32
     net = sgd_net(LeNet5, epochs=args.epochs, batch_size=32, device=args.device)
@@ -96,7 +97,7 @@ def main(argv=None):
     print()
     print(format_table(rows, restarts=args.restarts,
                        title=f"LeNet5 on MNIST, Linf eps={EPS}; attacks on "
-                             f"{args.n_attack} test images"))
+                             f"{args.n_attack} test images, the ensemble on {args.n_ensemble}"))
     n = args.n_curve
     plot_accuracy_vs_eps({"undefended": undefended, "NAD (honest)": nad_honest},
                          X_test[:n], y_test[:n], output / "adversarial_training_nad.png",

@@ -128,6 +128,56 @@ def check_input_bounds(X, *, clip_min=0.0, clip_max=1.0, tol=1e-6, warn=True):
                     f"all samples lie inside [{clip_min}, {clip_max}].", warn)
 
 
+def check_not_constant(estimator, X, y, *, n_samples=256, max_share=0.95, warn=True):
+    """Check that the model does not predict (nearly) one class for every input.
+
+    A model stuck at one prediction (adversarial training that never left chance
+    level, a collapsed net) looks robust on every sample of that class: no attack
+    changes its output, so its robust accuracy is that class's share of the data,
+    not a measure of robustness. The check fails when one class takes at least
+    ``max_share`` of the predictions and more than its share of ``y`` plus 10
+    points (so a sound model of imbalanced data passes).
+
+    Parameters
+    ----------
+    estimator : fitted classifier or torch.nn.Module
+        The victim.
+    X : array-like of shape (n_samples, n_features)
+        Inputs; the first ``n_samples`` are used.
+    y : array-like of shape (n_samples,)
+        True labels (column indices for a bare torch module).
+    n_samples : int, default=256
+        Samples to predict.
+    max_share : float, default=0.95
+        Share of the predictions one class may take.
+    warn : bool, default=True
+        Warn with a :class:`RobustnessWarning` on failure.
+
+    Returns
+    -------
+    check : SanityCheck
+    """
+    X, y = np.asarray(X)[:n_samples], np.asarray(y)[:n_samples]
+    name = "not a constant prediction"
+    pred = predict_labels(estimator, X)
+    if len(pred) == 0:
+        return SanityCheck(name, None, "not run: no samples.")
+    labels, counts = np.unique(pred, return_counts=True)
+    top, share = labels.tolist()[counts.argmax()], counts.max() / len(pred)
+    true_share = float(np.mean(y == top))
+    if share >= max_share and true_share < share - 0.1:
+        return _verdict(
+            name, False,
+            f"the model predicts {top!r} for {100 * share:.0f} % of {len(pred)} samples "
+            f"({100 * true_share:.0f} % of y): a constant model is 'robust' on every sample "
+            "of that class and its robust accuracy means nothing; check its training "
+            "(e.g. adversarial training stuck at chance level: try a learning-rate "
+            "warm-up or a smaller eps).", warn)
+    return _verdict(name, True,
+                    f"the most frequent prediction takes {100 * share:.0f} % of "
+                    f"{len(pred)} samples ({100 * true_share:.0f} % of y).", warn)
+
+
 def check_training_mode(estimator, *, warn=True):
     """Check that a torch victim was not handed over in training mode.
 
@@ -398,7 +448,8 @@ def run_sanity_checks(estimator, X, y, *, attack=None, clip_min=0.0, clip_max=1.
                       n_samples=256, warn=True):
     """Run the checks that need only the model and the data.
 
-    Input bounds, training mode, deterministic outputs, gradients, and (when
+    Input bounds, a non-constant prediction, training mode, deterministic outputs,
+    gradients, and (when
     ``attack`` is given) that the attack at ``eps=0`` reproduces clean accuracy.
     The checks over budgets and attacks (:func:`check_monotonic_accuracy`,
     :func:`check_iterative_stronger`) run inside :func:`security_curve` and
@@ -428,15 +479,17 @@ def run_sanity_checks(estimator, X, y, *, attack=None, clip_min=0.0, clip_max=1.
     Examples
     --------
     >>> import numpy as np
-    >>> from torch import nn
+    >>> import torch
     >>> from skrobust.evaluation import run_sanity_checks
-    >>> model = nn.Linear(4, 3).eval()
+    >>> model = torch.nn.Linear(4, 3).eval()
     >>> X = np.random.RandomState(0).rand(20, 4).astype("float32")
-    >>> [c.passed for c in run_sanity_checks(model, X, np.zeros(20, dtype=int))]
-    [True, True, True, True]
+    >>> y = model(torch.from_numpy(X)).argmax(1).numpy()  # labels it gets right
+    >>> [c.passed for c in run_sanity_checks(model, X, y)]
+    [True, True, True, True, True]
     """
     X = np.asarray(X)
-    checks = [check_input_bounds(X, clip_min=clip_min, clip_max=clip_max, warn=warn)]
+    checks = [check_input_bounds(X, clip_min=clip_min, clip_max=clip_max, warn=warn),
+              check_not_constant(estimator, X, y, n_samples=n_samples, warn=warn)]
     try:
         as_torch_model(estimator)
     except TypeError:

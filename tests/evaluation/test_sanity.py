@@ -2,6 +2,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from sklearn.frozen import FrozenEstimator
 from torch import nn
 
@@ -12,6 +13,7 @@ from skrobust.evaluation import (
     check_eps_zero,
     check_gradients,
     check_input_bounds,
+    check_not_constant,
     check_iterative_stronger,
     check_monotonic_accuracy,
     check_training_mode,
@@ -49,7 +51,7 @@ def test_sound_model_passes_every_check_quietly(mlp_net, data):
         curve = security_curve(mlp_net, X, y, [0, 0.05, 0.1],
                                attack=[PGDTransformer(n_iter=10, step_size=0.02),
                                        FGSMTransformer()])
-    assert [c.passed for c in checks] == [True] * 5
+    assert [c.passed for c in checks] == [True] * 6
     assert all(c.passed for c in module_checks)
     assert _failed(curve.sanity_checks) == set()
     names = {c.name.split(" (")[0] for c in curve.sanity_checks}
@@ -86,6 +88,26 @@ def test_dropout_left_on_gives_stochastic_outputs(mlp_net, data):
     with pytest.warns(RobustnessWarning, match="eps=0"):
         assert check_eps_zero(broken, X, y, FGSMTransformer()).passed is False
     assert check_deterministic(mlp_net.module_.eval(), X).passed
+
+
+def test_constant_model_is_caught(mlp_net, data):
+    X, y = data
+
+    class Constant(nn.Module):
+        def forward(self, x):
+            return x[:, :10] * 0 + torch.arange(10.0)  # always class 9
+
+    with pytest.warns(RobustnessWarning, match="predicts 9 for 100 %"):
+        assert check_not_constant(Constant(), X, y).passed is False
+    with pytest.warns(RobustnessWarning, match="constant"):
+        result = evaluate_robustness(Constant(), X, y, eps=0.1, attacks=[FGSMTransformer()])
+    assert "not a constant prediction" in _failed(result.sanity_checks)
+    assert check_not_constant(mlp_net, X, y, warn=False).passed
+    # a sound model of imbalanced data predicts its majority class often: not flagged
+    y_imbalanced = np.full(100, 9)
+    y_imbalanced[:2] = 0
+    X_zero = np.zeros((100, 784), dtype=np.float32)
+    assert check_not_constant(Constant(), X_zero, y_imbalanced, warn=False).passed
 
 
 def test_training_mode_is_caught(data):
