@@ -98,10 +98,15 @@ def test_constant_model_is_caught(mlp_net, data):
             return x[:, :10] * 0 + torch.arange(10.0)  # always class 9
 
     with pytest.warns(RobustnessWarning, match="predicts 9 for 100 %"):
-        assert check_not_constant(Constant(), X, y).passed is False
-    with pytest.warns(RobustnessWarning, match="constant"):
-        result = evaluate_robustness(Constant(), X, y, eps=0.1, attacks=[FGSMTransformer()])
-    assert "not a constant prediction" in _failed(result.sanity_checks)
+        assert check_not_constant(Constant().eval(), X, y).passed is False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = evaluate_robustness(Constant().eval(), X, y, eps=0.1,
+                                     attacks=[FGSMTransformer()])
+    # a constant model also has zero input gradients: both checks speak up
+    assert _failed(result.sanity_checks) >= {"not a constant prediction", "gradients"}
+    assert {str(w.message).split(":")[0] for w in caught} >= {"not a constant prediction",
+                                                               "gradients"}
     assert check_not_constant(mlp_net, X, y, warn=False).passed
     # a sound model of imbalanced data predicts its majority class often: not flagged
     y_imbalanced = np.full(100, 9)
