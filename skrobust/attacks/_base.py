@@ -357,7 +357,7 @@ class BaseAttack(TransformerMixin, BaseEstimator):
                                               where=norms > self.eps))
             # shrink a hair below eps: the division and product round in X's dtype
             scale = np.where(norms > self.eps, scale * (1 - 4 * np.finfo(X.dtype).eps), 1.0)
-            delta = delta * scale.astype(X.dtype)
+            delta *= scale.astype(X.dtype)
         else:
             np.clip(delta, -self.eps, self.eps, out=delta)
         X_adv = np.add(X, delta, out=delta)
