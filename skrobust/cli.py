@@ -1,21 +1,54 @@
-"""The ``skrobust`` command."""
+"""skrobust: attack, evaluate and monitor machine-learning models from the command line."""
 
 import argparse
 import sys
+
+THREADS_HELP = ("torch CPU threads (default 1: on a machine whose cores are busy with "
+                "other work, more threads than free cores slow training down many "
+                "times over; 0 keeps torch's default of one per core)")
+
+
+def _setup(args):
+    """Process-wide settings of a command: torch's thread count, a headless backend."""
+    import matplotlib
+    import torch
+
+    if args.threads < 0:
+        raise SystemExit(f"skrobust {args.command}: --threads must be >= 0 "
+                         f"(got {args.threads}); 0 keeps torch's default.")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    matplotlib.use("Agg")  # the commands only write figures to files
+
+
+def _bound(text):
+    """A --clip-min/--clip-max value: a number, 'none' or 'data'."""
+    if text.lower() in ("none", "data"):
+        return None if text.lower() == "none" else "data"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a bound; give a number, 'none' (no bound) or 'data' "
+            "(the per-feature range of the evaluated samples)") from None
 
 
 def _demo(args):
     from ._demo import run_demo
 
+    _setup(args)
     run_demo(epochs=args.epochs, eps=args.eps, data_home=args.data_home,
              n_train=args.n_train, n_test=args.n_test, output=args.output,
-             device=args.device, random_state=args.seed, verbose=0 if args.quiet else 1)
+             save_model=args.save_model, save_detector=args.save_detector,
+             save_batches=args.save_batches, device=args.device, random_state=args.seed,
+             verbose=0 if args.quiet else 1)
     return 0
 
 
 def _monitor(args):
     from .detection._monitor import monitor_command
 
+    _setup(args)
     return monitor_command(args.detector, args.batch_dir, args.output_dir,
                            module=args.module, module_kwargs=args.module_kwargs,
                            weights=args.weights, top_k=args.top_k, rescan=args.rescan,
@@ -25,9 +58,11 @@ def _monitor(args):
 def _report(args):
     from .evaluation._report import report_command
 
+    _setup(args)
     return report_command(args.weights, args.model, data=args.data, data_home=args.data_home,
                           n=args.n, eps=args.eps, norm=args.norm, eps_values=args.eps_values,
                           n_iter=args.n_iter, n_queries=args.n_queries,
+                          clip_min=args.clip_min, clip_max=args.clip_max,
                           output_dir=args.output_dir, device=args.device,
                           random_state=args.seed, verbose=0 if args.quiet else 1)
 
@@ -47,9 +82,20 @@ def build_parser():
     demo.add_argument("--n-train", type=int, default=None, help="use only the first N training images")
     demo.add_argument("--n-test", type=int, default=None, help="attack only the first N test images")
     demo.add_argument("--output", default="skrobust_demo.png", help="figure path ('' for none)")
+    demo.add_argument("--save-model", default=None, metavar="PATH",
+                      help="save the trained LeNet5's state_dict there (torch.save), for "
+                           "skrobust report PATH --model lenet5 and skrobust monitor")
+    demo.add_argument("--save-detector", default=None, metavar="PATH",
+                      help="save an MMD drift detector on the net's relu3 layer, fitted on "
+                           "clean test images, for skrobust monitor")
+    demo.add_argument("--save-batches", default=None, metavar="DIR",
+                      help="write two batches for skrobust monitor there: clean.npy and "
+                           "fgsm.npy (200 test images each, clean and attacked)")
     demo.add_argument("--device", default="cpu", help="torch device (cpu)")
+    demo.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
     demo.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    demo.add_argument("--quiet", action="store_true", help="no progress output")
+    demo.add_argument("--quiet", action="store_true",
+                      help="no progress output (the results are still printed)")
     demo.set_defaults(func=_demo)
     monitor = commands.add_parser(
         "monitor", help="test each new batch of a folder against a saved MMD detector",
@@ -72,6 +118,7 @@ def build_parser():
                          help="suspicious indices per batch (100)")
     monitor.add_argument("--rescan", action="store_true",
                          help="re-score batches already in the history")
+    monitor.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
     monitor.add_argument("--quiet", action="store_true", help="no progress output")
     monitor.set_defaults(func=_monitor)
     report = commands.add_parser(
@@ -79,7 +126,8 @@ def build_parser():
         description="Load a state_dict (torch.load with weights_only=True) into a "
                     "skrobust.models network, run the worst-case ensemble (APGD-CE, "
                     "APGD-T, FGSM, Square) and a security curve with sanity checks, and write "
-                    "report.html (self-contained) and report.json.")
+                    "report.html (self-contained) and report.json. The exit status is 1 "
+                    "when a sanity check failed (the report is written all the same).")
     report.add_argument("weights", help="state_dict file saved with torch.save")
     report.add_argument("--model", required=True, choices=["lenet5", "smallcnn", "mlp"],
                         help="the skrobust.models class the weights belong to")
@@ -95,10 +143,19 @@ def build_parser():
     report.add_argument("--n-iter", type=int, default=100, help="APGD iterations (100)")
     report.add_argument("--n-queries", type=int, default=1000,
                         help="Square Attack queries, 0 for none (1000)")
+    report.add_argument("--clip-min", type=_bound, default=0.0,
+                        help="lower bound of the inputs: a number, 'none' or 'data' (the "
+                             "per-feature minimum of the samples); 0 for images in [0, 1]")
+    report.add_argument("--clip-max", type=_bound, default=1.0,
+                        help="upper bound of the inputs: a number, 'none' or 'data' (1); "
+                             "tabular data: --clip-min data --clip-max data")
     report.add_argument("--output-dir", default="report", help="output folder (report)")
     report.add_argument("--device", default="cpu", help="torch device (cpu)")
+    report.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
     report.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    report.add_argument("--quiet", action="store_true", help="no output")
+    report.add_argument("--quiet", action="store_true",
+                        help="no progress or summary (failed sanity checks still go to "
+                             "stderr)")
     report.set_defaults(func=_report)
     return parser
 

@@ -1,9 +1,11 @@
+import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from skrobust.cli import main
+from skrobust.cli import build_parser, main
 
 
 def test_demo_runs_offline_on_the_embedded_digits(tmp_path, monkeypatch, capsys):
@@ -27,3 +29,116 @@ def test_module_entry_point_help():
 def test_unknown_command_exits_with_usage():
     with pytest.raises(SystemExit):
         main(["nope"])
+
+
+def _run(argv, capsys):
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def demo_files(tmp_path_factory):
+    """A quiet demo run that saves what the other commands need."""
+    folder = tmp_path_factory.mktemp("demo")
+    argv = ["demo", "--epochs", "2", "--n-train", "2000", "--n-test", "200", "--quiet",
+            "--output", "", "--save-model", str(folder / "lenet5.pt"),
+            "--save-detector", str(folder / "detector.npz"),
+            "--save-batches", str(folder / "batches")]
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert main(argv) == 0
+    return folder, out.getvalue(), err.getvalue()
+
+
+def test_demo_quiet_prints_results_and_training_time_but_no_progress(demo_files):
+    _, out, err = demo_files
+    assert "accuracy on adversarial examples" in out  # the results stay
+    assert "training: 2 epochs on 2000 images in" in out
+    assert "train_loss" not in out  # skorch's epoch table is progress
+    assert "FGSMTransformer" not in out + err  # so is the attack's bar
+
+
+def test_demo_progress_bar_stays(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("SKROBUST_DATA", raising=False)
+    code, out, err = _run(["demo", "--epochs", "1", "--n-train", "100", "--n-test", "20",
+                           "--output", "", "--data-home", str(tmp_path)], capsys)
+    assert code == 0 and "train_loss" in out
+    # a left bar ends on its completed state instead of being erased
+    assert "FGSMTransformer: 100%" in err and not err.rstrip().endswith("\r")
+
+
+def test_demo_report_monitor_chain(demo_files, capsys):
+    """The README's three commands: demo saves a model, report and monitor load it."""
+    folder, _, _ = demo_files
+    code, out, _ = _run(["report", str(folder / "lenet5.pt"), "--model", "lenet5", "--n", "20",
+                         "--eps-values", "0,0.3", "--n-iter", "2", "--n-queries", "10",
+                         "--output-dir", str(folder / "report")], capsys)
+    data = json.loads((folder / "report" / "report.json").read_text())
+    assert code == 0 and data["sanity_checks_failed"] == []
+    assert set(data["timing"]) == {"attacks", "sanity_checks_and_predictions", "plots"}
+    assert "time: loading" in out and "wrote" in out
+    code, out, _ = _run(["monitor", str(folder / "detector.npz"), str(folder / "batches"),
+                         "--module", "skrobust.models:LeNet5",
+                         "--weights", str(folder / "lenet5.pt"),
+                         "--output-dir", str(folder / "monitor"), "--quiet"], capsys)
+    assert code == 0
+    history = [json.loads(line) for line in
+               (folder / "monitor" / "history.jsonl").read_text().splitlines()]
+    drift = {record["batch"]: record["is_drift"] for record in history}
+    assert drift == {"clean.npy": False, "fgsm.npy": True}
+
+
+def test_report_fails_on_failed_sanity_check_and_takes_bounds(demo_files, tmp_path, capsys):
+    folder, _, _ = demo_files
+    from skrobust.datasets import load_mnist
+
+    X, y = load_mnist(split="test", return_X_y=True)
+    np.savez(tmp_path / "digits.npz", X=X[5000:5020], y=y[5000:5020])
+    common = [str(folder / "lenet5.pt"), "--model", "lenet5", "--data",
+              str(tmp_path / "digits.npz"), "--eps-values", "0,0.3", "--n-iter", "2",
+              "--n-queries", "0", "--quiet"]
+    # declared bounds that the data violate: the check fails, so does the command
+    code, out, err = _run(["report", *common, "--clip-max", "0.5",
+                           "--output-dir", str(tmp_path / "a")], capsys)
+    data = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert code == 1 and "input bounds" in data["sanity_checks_failed"]
+    assert out == "" and "sanity check(s) failed: " in err and "input bounds" in err
+    page = (tmp_path / "a" / "report.html").read_text()
+    assert page.index('class="fail"') < page.index("<h2>Summary</h2>")  # on top
+    code, out, err = _run(["report", *common, "--clip-min", "data", "--clip-max", "data",
+                           "--output-dir", str(tmp_path / "b")], capsys)
+    data = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert code == 0 and data["sanity_checks_failed"] == [] and out == err == ""
+
+
+def test_report_rejects_a_bad_bound(capsys):
+    with pytest.raises(SystemExit):
+        main(["report", "w.pt", "--model", "lenet5", "--clip-max", "high"])
+    assert "give a number, 'none'" in capsys.readouterr().err
+
+
+def test_threads_option_sets_torch_threads(tmp_path, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        main(["demo", "--epochs", "1", "--n-train", "50", "--n-test", "10", "--output", "",
+              "--threads", "2", "--quiet"])
+        assert torch.get_num_threads() == 2
+        assert "(2 torch thread(s))" in capsys.readouterr().out
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_help_is_plain_text():
+    parser = build_parser()
+    texts = [parser.format_help()] + [
+        sub.format_help() for action in parser._subparsers._group_actions
+        for sub in action.choices.values()]
+    assert len(texts) == 4
+    assert not any("``" in text for text in texts)
+    assert all("--threads" in text for text in texts[1:])

@@ -3,6 +3,7 @@ import datetime
 import html
 import io
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,14 @@ def _json_ready(value):
     return value
 
 
+def _timing(curve, plot_seconds):
+    """Seconds by step: the attacks, the rest of the evaluation (clean predictions and
+    sanity checks, some of which run attacks of their own) and the figures."""
+    attacks = float(sum(r.seconds for r in curve.results))
+    return {"attacks": attacks, "sanity_checks_and_predictions": curve.seconds - attacks,
+            "plots": plot_seconds}
+
+
 def write_report(estimator, X, y, output_dir, *, eps=0.3, norm="inf", attacks=None,
                  eps_values=None, clip_min=0.0, clip_max=1.0, reject_label=None,
                  image_shape="auto", n_images=10, model_name=None, random_state=0):
@@ -131,6 +140,10 @@ def write_report(estimator, X, y, output_dir, *, eps=0.3, norm="inf", attacks=No
     report : :class:`~sklearn.utils.Bunch`
         ``html`` and ``json`` (paths), ``data`` (the JSON content), ``curve`` (the
         :func:`security_curve` result) and ``result`` (the evaluation at ``eps``).
+        ``data["sanity_checks_failed"]`` names the failed checks (shown at the top
+        of the page when there are any) and ``data["timing"]`` gives the seconds
+        spent on the attacks, on clean predictions and sanity checks, and on the
+        figures.
 
     Examples
     --------
@@ -147,9 +160,6 @@ def write_report(estimator, X, y, output_dir, *, eps=0.3, norm="inf", attacks=No
     >>> report.data["robust_accuracy"] <= report.data["clean_accuracy"]
     True
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     from ..plotting import SecurityCurveDisplay, plot_adversarial_grid
 
     X = np.asarray(X)
@@ -168,6 +178,7 @@ def write_report(estimator, X, y, output_dir, *, eps=0.3, norm="inf", attacks=No
 
         model_name = name_of(estimator)
 
+    plot_start = time.perf_counter()
     display = SecurityCurveDisplay(eps=curve.eps, accuracy=curve.accuracy, name=model_name,
                                    norm=curve.norm, attacks=curve.attacks).plot()
     figures = {"security curve": _png(display.figure_)}
@@ -183,6 +194,8 @@ def write_report(estimator, X, y, output_dir, *, eps=0.3, norm="inf", attacks=No
                                     image_shape=tuple(image_shape), n_images=len(shown))
         figures[f"clean (top) and worst-case adversarial (bottom) examples, eps={eps:g}"] = (
             _png(fig))
+    timing = _timing(curve, time.perf_counter() - plot_start)
+    failed = [c.name for c in curve.sanity_checks if c.passed is False]
 
     data = {
         "model": model_name,
@@ -198,7 +211,9 @@ def write_report(estimator, X, y, output_dir, *, eps=0.3, norm="inf", attacks=No
             for name in result.attacks],
         "curve": {"eps": curve.eps, "accuracy": curve.accuracy},
         "sanity_checks": [c.to_dict() for c in curve.sanity_checks],
+        "sanity_checks_failed": failed,
         "seconds": curve.seconds,
+        "timing": timing,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     from .. import __version__
@@ -213,8 +228,11 @@ def write_report(estimator, X, y, output_dir, *, eps=0.3, norm="inf", attacks=No
         ("threat model", f"{'Linf' if curve.norm == 'inf' else 'L2'} eps = {eps:g}"),
         ("clean accuracy", _pct(curve.clean_accuracy)),
         ("robust accuracy (worst case)", "n/a" if result is None else _pct(result.robust_accuracy)),
-        ("total time", f"{curve.seconds:.1f} s"),
-    ])
+        ("sanity checks", _Raw(f'<span class="fail">FAILED: {html.escape(", ".join(failed))}'
+                               '</span>') if failed else "all passed"),
+        ("evaluation time", f"{curve.seconds:.1f} s"),
+    ] + [(f"time: {step.replace('_', ' ')}", f"{seconds:.1f} s")
+         for step, seconds in timing.items()])
     attack_rows = [(a["name"], _pct(a["accuracy"]), a["n_attacked"], a["n_fooled"],
                     f"{a['seconds']:.2f}") for a in data["attacks"]]
     attack_table = _table(["attack (in order)", "robust accuracy after it", "samples attacked",
@@ -225,9 +243,9 @@ def write_report(estimator, X, y, output_dir, *, eps=0.3, norm="inf", attacks=No
     checks = curve.sanity_checks
     check_table = _table(["check", "verdict", "details"],
                          [(c.name, _verdict_cell(c), c.message) for c in checks])
-    n_failed = sum(c.passed is False for c in checks)
-    verdict = (f'<p class="fail">{n_failed} sanity check(s) failed: the robust accuracy '
-               'above is probably too optimistic.</p>' if n_failed else
+    verdict = (f'<p class="fail">{len(failed)} sanity check(s) failed '
+               f'({html.escape(", ".join(failed))}): the robust accuracy is probably too '
+               'optimistic; see the sanity checks below.</p>' if failed else
                '<p class="pass">All sanity checks passed.</p>')
     images = "".join(
         f'<h3>{html.escape(title)}</h3><img alt="{html.escape(title)}" '
@@ -238,6 +256,7 @@ def write_report(estimator, X, y, output_dir, *, eps=0.3, norm="inf", attacks=No
 <style>{_STYLE}</style><script>{_SCRIPT}</script></head>
 <body>
 <h1>Robustness report: {html.escape(model_name)}</h1>
+{verdict if failed else ""}
 <p>Written by skrobust {html.escape(str(__version__))} on {html.escape(data['created'])}.
 A sample counts as robust only if it survives every attack (worst case); each attack
 runs on the samples still standing.</p>
@@ -336,29 +355,62 @@ def load_data(data, *, n=None, data_home=None):
     return X, y
 
 
+def _resolve_bound(bound, X, side):
+    """A CLI bound: a number, None, or "data" for the per-feature range of X."""
+    if isinstance(bound, str) and bound.lower() == "data":
+        return X.min(axis=0) if side == "min" else X.max(axis=0)
+    return bound
+
+
 def report_command(weights, model, *, data="mnist", data_home=None, n=500, eps=0.3,
                    norm="inf", eps_values=None, n_iter=100, n_queries=1000,
-                   output_dir="report",
+                   clip_min=0.0, clip_max=1.0, output_dir="report",
                    device="cpu", random_state=0, verbose=1):
-    """What ``skrobust report`` runs: load, evaluate, write the HTML and JSON files."""
+    """What ``skrobust report`` runs: load, evaluate, write the HTML and JSON files.
+
+    ``clip_min`` and ``clip_max`` are numbers, None (no bound) or ``"data"`` (the
+    per-feature minimum or maximum of the evaluated samples). ``verbose`` shows a
+    progress bar per attack run and the summary. Returns the exit status: 0, or 1
+    when a sanity check failed (the report is written either way, and the failure
+    is printed to stderr even when ``verbose=0``).
+    """
+    import sys
+
     from ._robustness import _n_outputs, default_attacks
 
+    start = time.perf_counter()
     module = load_model(weights, model, device=device)
     X, y = load_data(data, n=n, data_home=data_home)
+    load_seconds = time.perf_counter() - start
     n_classes = _n_outputs(module, X.shape[1])
     attacks = default_attacks(n_classes, n_iter=n_iter, norm=norm, n_queries=n_queries)
+    for _, attack in attacks:
+        attack.set_params(verbose=int(bool(verbose)))
     if eps_values is not None:
         eps_values = [float(e) for e in str(eps_values).split(",") if e.strip()]
-    report = write_report(module, X, y, output_dir, eps=eps, norm=norm, attacks=attacks,
-                          eps_values=eps_values, model_name=str(model),
-                          random_state=random_state)
     if verbose:
-        d = report.data
+        print(f"{model} on {len(X)} samples: {len(attacks)} attacks "
+              f"({', '.join(name for name, _ in attacks)}) at each budget > 0, "
+              "each on the samples still standing", flush=True)
+    report = write_report(module, X, y, output_dir, eps=eps, norm=norm, attacks=attacks,
+                          eps_values=eps_values, clip_min=_resolve_bound(clip_min, X, "min"),
+                          clip_max=_resolve_bound(clip_max, X, "max"),
+                          model_name=str(model), random_state=random_state)
+    d = report.data
+    failed = d["sanity_checks_failed"]
+    if verbose:
         robust = ("n/a" if d["robust_accuracy"] is None
                   else f"{100 * d['robust_accuracy']:.2f} %")
         print(f"{model} on {len(X)} samples, {d['norm']} eps={d['eps']:g}: clean "
-              f"{100 * d['clean_accuracy']:.2f} %, robust {robust}")
-        failed = [c["name"] for c in d["sanity_checks"] if c["passed"] is False]
-        print("sanity checks: " + ("FAILED: " + ", ".join(failed) if failed else "all passed"))
+              f"{100 * d['clean_accuracy']:.2f} %, robust {robust}"
+              + (f" (sanity checks FAILED: {', '.join(failed)})" if failed else ""))
+        timing = {"loading": load_seconds, **d["timing"]}
+        print("time: " + ", ".join(f"{step.replace('_', ' ')} {seconds:.1f} s"
+                                   for step, seconds in timing.items()))
         print(f"wrote {report.html} and {report.json}")
+    if failed:
+        print(f"skrobust report: sanity check(s) failed: {', '.join(failed)}; the robust "
+              f"accuracy is probably too optimistic (details in {report.html})",
+              file=sys.stderr)
+        return 1
     return 0
