@@ -15,11 +15,17 @@ from ..models._skorch import default_net, fit_net, is_skorch_net, size_net
 from ..utils._dask import is_dask_array, map_row_blocks
 from ..utils._differentiable import SUPPORTED_VICTIMS, TorchModel, as_torch_model
 from ..utils._sklearn_torch import check_convertible, is_convertible
-from ..utils._torch import eval_mode, make_generator, resolve_device, to_numpy, to_tensor
+from ..utils._torch import (copy_into, eval_mode, make_generator, resolve_device, to_device,
+                            to_numpy)
 from ._constraints import FeatureConstraints, check_eps, check_feature_mask, feature_scale
-from .functional import two_class_scores
+from .functional import project_exact, two_class_scores
 
 FLOAT_DTYPES = [np.float64, np.float32]
+
+
+def _torch_dtype(dtype):
+    """The torch float dtype of a numpy float dtype (float32 or float64)."""
+    return torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
 
 
 def resolve_norm(norm):
@@ -61,8 +67,13 @@ def _bound(value, name, n_features):
 
 def outside_bounds(X, lo, hi, tol=1e-6):
     """Row masks of ``X`` with a value below ``lo`` / above ``hi`` (None: no bound)."""
-    below = np.zeros(len(X), bool) if lo is None else np.any(X < np.asarray(lo) - tol, axis=1)
-    above = np.zeros(len(X), bool) if hi is None else np.any(X > np.asarray(hi) + tol, axis=1)
+    below, above = np.zeros(len(X), bool), np.zeros(len(X), bool)
+    for start in range(0, len(X), 1024):  # row chunks: no full-size boolean temporary
+        rows = X[start:start + 1024]
+        if lo is not None:
+            below[start:start + 1024] = np.any(rows < np.asarray(lo) - tol, axis=1)
+        if hi is not None:
+            above[start:start + 1024] = np.any(rows > np.asarray(hi) + tol, axis=1)
     return below, above
 
 
@@ -302,72 +313,61 @@ class BaseAttack(TransformerMixin, BaseEstimator):
         return self._attack(X, self._torch_model().encode(y))
 
     def _attack(self, X, y_index):
+        """Attack ``X`` batch by batch; memory is the output + O(batch_size x n_features).
+
+        Each batch goes to the victim's device once, in X's dtype; the attack runs in
+        float32 there and the final projection (ball, box, feature constraints) is
+        done on the batch before its one copy back into the output array, so no
+        full-size temporary is ever allocated.
+        """
         model = self._torch_model()
         module, device = model.module, model.device
         constraints = self._constraints()
+        norm = resolve_norm(self.norm)
         if constraints is None:
             lo, hi = self._bounds(X.shape[1])
-            lo_t = None if lo is None else torch.as_tensor(lo, dtype=torch.float32, device=device)
-            hi_t = None if hi is None else torch.as_tensor(hi, dtype=torch.float32, device=device)
+            bounds = {dtype: tuple(None if b is None else torch.as_tensor(b, dtype=dtype,
+                                                                          device=device)
+                                   for b in (lo, hi))
+                      for dtype in {torch.float32, _torch_dtype(X.dtype)}}
 
-            def perturb(x, y, generator):
-                return self._perturb(module, x, y, generator, lo_t, hi_t)
+            def perturb(x0, y, generator):
+                x_adv = self._perturb(module, x0.to(torch.float32, copy=True), y, generator,
+                                      *bounds[torch.float32])
+                return project_exact(x_adv, x0, self.eps, norm, *bounds[x0.dtype])
         else:
-            def perturb(x, y, generator):
+            def perturb(x0, y, generator):
                 # attack in scaled coordinates z (x = x0 + weight * z), see _constraints
+                x = x0.to(torch.float32, copy=True)
                 scaled, z_lo, z_hi = constraints.torch_parts(module, x, device)
                 z = self._perturb(scaled, torch.zeros_like(x), y, generator, z_lo, z_hi,
                                   eps=constraints.radius)
                 with torch.no_grad():
-                    return scaled.to_input(z)
+                    x_adv = to_numpy(scaled.to_input(z))
+                return torch.from_numpy(constraints.project(to_numpy(x0), x_adv, norm))
 
         generator = make_generator(self.seed_, device)
-        X_adv = np.empty_like(X)
+        y_all = None if y_index is None else torch.as_tensor(y_index, device=device)
+        X_adv = np.empty(X.shape, dtype=X.dtype)  # C order: every batch is contiguous
         starts = range(0, len(X), self.batch_size)
         with eval_mode(module):
             for start in tqdm(starts, desc=type(self).__name__, unit="batch",
-                              disable=not self.verbose, leave=False):
+                              disable=not self.verbose, leave=True):
                 stop = start + self.batch_size
-                x = to_tensor(X[start:stop], device)
-                y = self._batch_labels(module, x, y_index, start, stop, device)
-                X_adv[start:stop] = to_numpy(perturb(x, y, generator), X.dtype)
-        if constraints is None:
-            return self._project(X, X_adv, lo, hi)
-        return constraints.project(X, X_adv, resolve_norm(self.norm))
+                x0 = to_device(X[start:stop], device)
+                y = self._batch_labels(module, x0, y_all, start, stop)
+                copy_into(X_adv[start:stop], perturb(x0, y, generator))
+        return X_adv
 
     @staticmethod
-    def _batch_labels(module, x, y_index, start, stop, device):
-        """Given label indices of the batch, or the victim's predictions."""
-        if y_index is not None:
-            return torch.as_tensor(y_index[start:stop], device=device)
+    def _batch_labels(module, x, y_all, start, stop):
+        """Given label indices of the batch (a slice of ``y_all``, already on the
+        device), or the victim's predictions on ``x``."""
+        if y_all is not None:
+            return y_all[start:stop]
         with torch.no_grad():
-            logits = module(x)
+            logits = module(x.to(torch.float32))
         return two_class_scores(logits).argmax(1)
-
-    def _project(self, X, X_adv, lo, hi):
-        """Re-project in X's dtype, so float32 rounding never leaves the eps-ball.
-
-        Works in place on ``X_adv`` (the attack's own output buffer): this pass runs
-        over every attacked row and dominates a one-step attack's overhead.
-        """
-        delta = np.subtract(X_adv, X, out=X_adv)
-        if resolve_norm(self.norm) == 2:
-            norms = np.linalg.norm(delta.astype(np.float64), axis=1, keepdims=True)
-            scale = np.minimum(1.0, np.divide(self.eps, norms, out=np.ones_like(norms),
-                                              where=norms > self.eps))
-            # shrink a hair below eps: the division and product round in X's dtype
-            scale = np.where(norms > self.eps, scale * (1 - 4 * np.finfo(X.dtype).eps), 1.0)
-            delta *= scale.astype(X.dtype)
-        else:
-            np.clip(delta, -self.eps, self.eps, out=delta)
-        X_adv = np.add(X, delta, out=delta)
-        if lo is not None or hi is not None:
-            np.clip(X_adv, lo, hi, out=X_adv)
-        if resolve_norm(self.norm) != 2:
-            # X + delta can round one ulp beyond eps; step those entries back towards X
-            over = np.abs(X_adv - X) > self.eps
-            X_adv[over] = np.nextafter(X_adv[over], X[over])
-        return X_adv
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

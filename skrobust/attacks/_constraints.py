@@ -136,8 +136,11 @@ class FeatureConstraints:
 
     def check_integral(self, X):
         if self.integer is not None:
-            values = X[:, self.integer]
-            if not np.all(np.abs(values - np.round(values)) <= 1e-6):
+            integral = True
+            for start in range(0, len(X), 1024):  # row chunks: no full-size temporary
+                values = X[start:start + 1024, self.integer]
+                integral &= bool(np.all(np.abs(values - np.round(values)) <= 1e-6))
+            if not integral:
                 raise ValueError(
                     "X has non-integral values in integer_features; round them first or "
                     "leave those features out of integer_features."

@@ -242,7 +242,7 @@ class SquareAttackTransformer(BaseAttack):
         X_best = constraints.project(X, X + delta, "inf")
         margin = self._margin(X_best, y)
         for it in tqdm(range(1, self.n_queries), desc=type(self).__name__, unit="query",
-                       disable=not self.verbose, leave=False):
+                       disable=not self.verbose, leave=True):
             active = np.flatnonzero(margin >= 0)
             if len(active) == 0:
                 break

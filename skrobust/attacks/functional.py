@@ -88,6 +88,41 @@ def project(x, x0, eps, norm, clip_min=None, clip_max=None):
     return clip(x0 + delta, clip_min, clip_max)
 
 
+def project_exact(x, x0, eps, norm, clip_min=None, clip_max=None):
+    """Final projection onto the ball around ``x0`` and the box, exact in x0's dtype.
+
+    ``x`` (the attack's float32 output) is cast to ``x0``'s dtype (float32 or
+    float64) and projected there, so that rounding never leaves the ball: a Linf
+    entry that ``x0 + delta`` rounds one ulp beyond ``eps`` steps back towards
+    ``x0``, and an L2 perturbation longer than ``eps`` shrinks to a hair below it.
+    The bounds ``clip_min``/``clip_max`` (None, floats or tensors broadcastable to a
+    row) are applied in x0's dtype. Runs on the tensors' device on batch-sized
+    temporaries only; returns a new tensor of x0's dtype and modifies neither input.
+    """
+    delta = x.to(x0.dtype) - x0
+    if norm == 2:
+        norms = _per_sample_norm(delta.double(), 2)
+        # shrink a hair below eps: the division and the product round in x0's dtype
+        slack = 1 - 4 * torch.finfo(x0.dtype).eps
+        scale = torch.where(norms > eps, eps / norms.clamp_min(1e-300) * slack,
+                            torch.ones_like(norms))
+        delta.mul_(scale.to(x0.dtype))
+    else:
+        delta.clamp_(-eps, eps)
+    out = delta.add_(x0)
+    if clip_min is not None:
+        torch.maximum(out, torch.as_tensor(clip_min, dtype=out.dtype, device=out.device),
+                      out=out)
+    if clip_max is not None:
+        torch.minimum(out, torch.as_tensor(clip_max, dtype=out.dtype, device=out.device),
+                      out=out)
+    if norm != 2:
+        # x0 + delta can round one ulp beyond eps; step those entries back towards x0
+        over = (out - x0).abs_() > eps
+        out = torch.where(over, torch.nextafter(out, x0), out)
+    return out
+
+
 def random_init(x0, eps, norm, generator=None, clip_min=None, clip_max=None):
     """A point drawn uniformly from the ``norm`` ball of radius ``eps`` around ``x0``."""
     if norm == 2:

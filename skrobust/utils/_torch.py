@@ -38,6 +38,27 @@ def to_tensor(X, device):
     return torch.from_numpy(np.array(X, dtype=np.float32)).to(device)
 
 
+def to_device(X, device):
+    """A copy of array ``X`` on ``device`` in X's own float dtype (one host->device copy).
+
+    Unlike :func:`to_tensor` the dtype is kept, so that float64 input can be projected
+    exactly on the device. Never shares the caller's memory.
+    """
+    X = np.asarray(X)
+    device = torch.device(device)
+    if device.type == "cpu" or not X.flags.writeable:
+        return torch.tensor(X, device=device)
+    # straight from the caller's buffer to the device: no host-side copy
+    return torch.from_numpy(np.ascontiguousarray(X)).to(device)
+
+
+def copy_into(out, tensor):
+    """Copy ``tensor`` (any device) into the numpy array ``out`` (C-contiguous, writable)
+    in one device->host transfer, casting to ``out``'s dtype; no temporary array."""
+    torch.from_numpy(out).copy_(tensor.detach())
+    return out
+
+
 def to_numpy(tensor, dtype=None):
     """Detach ``tensor`` to a CPU numpy array, optionally cast to ``dtype``."""
     array = tensor.detach().cpu().numpy()
