@@ -78,15 +78,25 @@ def _threads_for(n_rows):
 
 
 def _sq_distances(A, B):
-    """Squared Euclidean distances between the rows of two tensors (clamped at 0)."""
+    """Squared Euclidean distances between the rows of two tensors, in float64.
+
+    Safe for any finite input: the expansion ``|a|^2 + |b|^2 - 2 a.b`` is computed in
+    float64, and an entry that is not finite (only possible when a row's squared
+    norm overflows float64, i.e. values beyond about 1e154) is ``+inf``, whose kernel
+    value is the exact limit 0. Such a row is thus an isolated point, at infinite
+    distance from every row (itself included): it can only add to the discrepancy,
+    never hide it. Never NaN, never negative.
+    """
+    A, B = A.double(), B.double()
     aa = (A * A).sum(1, keepdim=True)
     bb = (B * B).sum(1, keepdim=True).T
-    return (aa + bb - 2.0 * (A @ B.T)).clamp_min_(0.0)
+    dist = aa + bb - 2.0 * (A @ B.T)
+    return torch.nan_to_num_(dist, nan=float("inf")).clamp_min_(0.0)
 
 
 def _kernel_block(A, B, gammas):
     """Mixture of RBF kernels between rows of ``A`` and ``B``, in float64."""
-    dist = _sq_distances(A, B).double()
+    dist = _sq_distances(A, B)
     K = torch.exp(-gammas[0] * dist)
     for gamma in gammas[1:]:
         K += torch.exp(-gamma * dist)
@@ -145,7 +155,9 @@ def median_gamma(X, *, max_samples=1000, random_state=0):
     -------
     gamma : float
         Falls back to the mean of the non-zero squared distances when more than
-        half of them are zero, and to 1.0 when all rows are equal.
+        half of them are zero, and to 1.0 when all rows are equal. 0.0 when the
+        median squared distance overflows float64 (values beyond about 1e154):
+        :class:`MMDDriftDetector` refuses such a bandwidth.
 
     Examples
     --------

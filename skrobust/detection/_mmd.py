@@ -27,6 +27,13 @@ FLOAT_DTYPES = [np.float64, np.float32]
 KERNELS = ("rbf", "rbf_mixture")
 INPUT, OUTPUT = "input", "output"
 
+#: With ``standardize=True``, a test divides each feature by the standard deviation
+#: of its pooled sample, but never by more than ``SCALE_CAP`` times the reference's
+#: own (``feature_scale_``): otherwise a few extreme rows would inflate the scale and
+#: shrink every other difference towards 0, hiding any shift.
+SCALE_CAP = 4.0
+_FLOAT_MAX = np.finfo(np.float64).max
+
 
 @dataclass(frozen=True)
 class DriftResult:
@@ -59,11 +66,45 @@ class DriftResult:
     per_layer: dict = field(default=None, repr=False, compare=False)
 
 
+def _peak(F):
+    peak = np.abs(F).max(0)
+    return np.where(peak > 0, peak, 1.0)
+
+
+def _mean(F):
+    """Column means of a finite float64 array, without overflow."""
+    peak = _peak(F)
+    return peak * (F / peak).mean(0)
+
+
+def _std(F):
+    """Column standard deviations of a finite float64 array, without overflow."""
+    peak = _peak(F)
+    return peak * (F / peak).std(0)
+
+
 def _moments(F):
-    """Column means and standard deviations (1 where a feature is constant)."""
-    mean = F.mean(0)
-    std = F.std(0)
-    return mean, np.where(std > 0, std, 1.0).astype(F.dtype)
+    """Column means and standard deviations in float64 (1 where a feature is constant)."""
+    F = np.asarray(F, dtype=np.float64)
+    std = _std(F)
+    return _mean(F), np.where(std > 0, std, 1.0)
+
+
+def _kernel_features(F, layer):
+    """Representations as float64 for the kernel: refused when NaN, saturated when infinite.
+
+    The input itself is validated finite; a network can still overflow (float32)
+    on extreme finite input and give ``inf`` (kept as the largest float64, an
+    isolated point for the kernel) or NaN (which no kernel can score: refused).
+    """
+    F = np.asarray(F, dtype=np.float64)
+    bad = np.flatnonzero(np.isnan(F).any(axis=1))
+    if len(bad):
+        raise ValueError(
+            f"The representations of layer {layer!r} are NaN for {len(bad)} row(s) "
+            f"(first: {bad[:5].tolist()}): the network overflows on these inputs, so "
+            f"they cannot be tested. Check the range of X.")
+    return np.clip(F, -_FLOAT_MAX, _FLOAT_MAX)
 
 
 def _threshold(null, alpha):
@@ -75,6 +116,10 @@ def _threshold(null, alpha):
 
 def _result(statistics, alpha, per_layer=None):
     statistics = np.asarray(statistics, dtype=np.float64)
+    if not np.isfinite(statistics).all():  # fail closed: never a p-value from NaN
+        raise ValueError(
+            "The MMD statistic is not finite; the batch cannot be tested (no p-value "
+            "is reported rather than a meaningless one).")
     p_value = float(permutation_p_values(statistics)[0])
     return DriftResult(
         statistic=float(statistics[0]), p_value=p_value,
@@ -314,17 +359,24 @@ default=None
         self._check_params()
         self.layers_ = self._resolve_layers()
         if self.estimator is not None:
-            as_torch_model(self.estimator)  # clear TypeError / NotFittedError early
+            # clear TypeError / NotFittedError, and expected vs given width, early
+            as_torch_model(self.estimator).check_n_features(X.shape[1])
         self.estimator_ = self.estimator
         self.seed_ = int(check_random_state(self.random_state).randint(2**31 - 1))
         feats, classes = self._forward(X, self.layers_, self.class_matched)
         means, scales, gammas = {}, {}, {}
         for name, f in feats.items():
+            f = _kernel_features(f, name)
             if self.standardize:
                 means[name], scales[name] = _moments(f)
                 f = (f - means[name]) / scales[name]
             gammas[name] = (median_gamma(f, random_state=self.seed_)
                             if isinstance(self.gamma, str) else float(self.gamma))
+            if not (np.isfinite(gammas[name]) and gammas[name] > 0):
+                raise ValueError(
+                    f"The median heuristic gives gamma={gammas[name]!r} for layer "
+                    f"{name!r}: the reference's squared distances overflow float64. "
+                    f"Rescale X or set standardize=True.")
         if INPUT in feats:  # never keep a view of the caller's array
             feats[INPUT] = np.array(feats[INPUT], copy=True)
         self.X_ref_ = self._from_dict(feats)
@@ -371,11 +423,8 @@ default=None
                       if self.class_matched else None)
             U = permutation_matrix(N, n, self.n_permutations, generator, device, strata)
             for name in self.layers_:
-                Z = np.concatenate([feats[name], refs[name][ref_rows]])
-                if self.standardize:
-                    mean, scale = _moments(Z)
-                    Z = (Z - mean) / scale
-                Z = torch.as_tensor(Z, device=device)
+                Z = torch.as_tensor(self._pooled(feats[name], refs[name][ref_rows], name),
+                                    device=device)
                 stats[name] = mmd2_permutation(
                     Z, n, kernel_gammas(gammas[name], self.kernel), U,
                     block_size=self.block_size).cpu().numpy()
@@ -384,6 +433,24 @@ default=None
             return _result(stats[self.layers_[0]], self.alpha, per_layer)
         fisher = fisher_combination(np.stack([stats[name] for name in self.layers_]))
         return _result(fisher, self.alpha, per_layer)
+
+    def _pooled(self, F, R, name):
+        """The pooled sample (batch ``F``, then reference rows ``R``) the kernel sees.
+
+        float64, centred on the reference rows (distances do not change, rounding
+        does); with ``standardize``, divided by the pooled standard deviation capped
+        at ``SCALE_CAP`` times the reference's; saturated at the largest float64.
+        """
+        Z = np.concatenate([_kernel_features(F, name), np.asarray(R, dtype=np.float64)])
+        with np.errstate(over="ignore"):  # overflows are saturated: isolated points
+            Z -= _mean(Z[len(F):])
+            np.clip(Z, -_FLOAT_MAX, _FLOAT_MAX, out=Z)
+            if self.standardize:
+                std = _std(Z)
+                cap = SCALE_CAP * np.asarray(self._as_dict(self.feature_scale_)[name])
+                Z /= np.fmin(np.where(std > 0, std, 1.0), cap)
+                np.clip(Z, -_FLOAT_MAX, _FLOAT_MAX, out=Z)
+        return Z
 
     def test(self, X):
         """Two-sample test of the batch ``X`` against the whole reference.
@@ -463,13 +530,18 @@ default=None
         scores = np.zeros(n)
         for name in self.layers_:
             g = kernel_gammas(gammas[name], self.kernel)
-            F, R = feats[name], refs[name]
+            F = _kernel_features(feats[name], name)
+            R = np.asarray(refs[name], dtype=np.float64)
             if self.standardize:
                 mean = self._as_dict(self.feature_mean_)[name]
                 scale = self._as_dict(self.feature_scale_)[name]
-                F, R = (F - mean) / scale, (R - mean) / scale
-            F = torch.as_tensor(np.require(F, requirements="W"), device=device)
-            R = torch.as_tensor(np.require(R, requirements="W"), device=device)
+            else:
+                mean, scale = _mean(R), 1.0
+            with np.errstate(over="ignore"):  # saturated: isolated points
+                F, R = (np.clip((A - mean) / scale, -_FLOAT_MAX, _FLOAT_MAX)
+                        for A in (F, R))
+            F = torch.as_tensor(F, device=device)
+            R = torch.as_tensor(R, device=device)
             for start in range(0, n, self.block_size):
                 block = F[start:start + self.block_size]
                 to_ref = _kernel_block(block, R, g).mean(1)
@@ -478,6 +550,8 @@ default=None
                 self_terms = K[rows, rows + start]
                 to_batch = (K.sum(1) - self_terms) / (n - 1)
                 scores[start:start + len(block)] += (to_ref - to_batch).cpu().numpy()
+        if not np.isfinite(scores).all():  # cannot happen with the safe kernel: fail closed
+            raise ValueError("The witness scores are not finite; X cannot be scored.")
         return (scores / len(self.layers_)).astype(X.dtype, copy=False)
 
     def top_k_suspicious(self, X, k=100):

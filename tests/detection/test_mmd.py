@@ -217,3 +217,151 @@ def test_pipeline_clone_and_pickle(gaussians):
     assert restored.score(clean[:50]) == detector.score(clean[:50])
     fresh = clone(detector)
     assert not hasattr(fresh, "X_ref_") and fresh.get_params() == detector.get_params()
+
+
+# --------------------------------------------------------------- cannot be blinded
+@pytest.fixture(scope="module")
+def drifted():
+    """A reference and a batch the detector flags (40 reference rows + 3)."""
+    rng = np.random.RandomState(0)
+    ref = rng.rand(150, 8)
+    return ref, ref[:40] + 3.0
+
+
+def _assert_flagged(detector, batch):
+    result = detector.test(batch)
+    assert np.isfinite(result.statistic) and np.isfinite(result.threshold)
+    assert np.isfinite(result.null_statistics).all()
+    assert 0 < result.p_value <= 1
+    assert result.is_drift, result
+    scores = detector.score_samples(batch)
+    assert np.isfinite(scores).all()
+    return result
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+@pytest.mark.parametrize("value", [1e30, -1e300, 1e300, np.finfo(np.float64).max])
+def test_one_extreme_row_cannot_hide_drift(drifted, standardize, value):
+    ref, batch = drifted
+    detector = MMDDriftDetector(random_state=0, standardize=standardize).fit(ref)
+    assert detector.test(batch).is_drift
+    for rows in ([0], [0, 1, 2]):
+        hostile = batch.copy()
+        hostile[rows] = value
+        _assert_flagged(detector, hostile)
+    mixed = batch.copy()
+    mixed[0, ::2], mixed[0, 1::2] = value, -value  # differences overflow float64
+    _assert_flagged(detector, mixed)
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+def test_a_whole_batch_scaled_to_1e300_is_drift(drifted, standardize):
+    ref, batch = drifted
+    detector = MMDDriftDetector(random_state=0, standardize=standardize).fit(ref)
+    _assert_flagged(detector, batch * 1e300)
+    _assert_flagged(detector, np.full_like(batch, 1e300))  # identical extreme rows
+
+
+def test_extreme_row_on_the_output_layer(drifted):
+    ref, batch = drifted
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    ref32, batch32 = ref.astype(np.float32), batch.astype(np.float32)
+    for standardize in (False, True):
+        detector = MMDDriftDetector(net, layer="output", standardize=standardize,
+                                    random_state=0).fit(ref32)
+        assert detector.test(batch32).is_drift
+        hostile = batch32.copy()
+        hostile[0] = 1e30  # float32 logits of about 1e29: their squares overflow float32
+        _assert_flagged(detector, hostile)
+
+
+def test_network_overflow_is_refused_or_flagged():
+    rng = np.random.RandomState(0)
+    ref = rng.rand(100, 2).astype(np.float32)
+    net = nn.Linear(2, 2)
+    with torch.no_grad():  # output 0: 10 (x0 - x1), NaN when both overflow; output 1: inf
+        net.weight.copy_(torch.tensor([[10.0, -10.0], [10.0, 10.0]]))
+        net.bias.zero_()
+    detector = MMDDriftDetector(net, layer="output", random_state=0).fit(ref)
+    batch = ref[:30].copy()
+    batch[0] = [3e38, 3e38]
+    with pytest.raises(ValueError, match=r"layer 'output' are NaN for 1 row\(s\) \(first: \[0\]\)"):
+        detector.test(batch)
+    with pytest.raises(ValueError, match="NaN"):
+        detector.score_samples(batch)
+    only_inf = ref[:30].copy()
+    only_inf[:2] = [3e38, 0.0]  # logits +-inf, no NaN: saturated, isolated points
+    result = detector.test(only_inf)
+    assert np.isfinite(result.statistic) and 0 < result.p_value <= 1
+
+
+def test_reference_out_of_the_kernel_range_is_refused():
+    ref = np.random.RandomState(0).rand(50, 3) * 1e200
+    with pytest.raises(ValueError, match="overflow float64.*standardize=True"):
+        MMDDriftDetector().fit(ref)
+    detector = MMDDriftDetector(standardize=True, random_state=0).fit(ref)
+    assert np.isfinite(detector.gamma_) and detector.gamma_ > 0
+    assert detector.test(ref[:30] * 3).is_drift
+
+
+def test_non_finite_input_is_still_an_error(drifted):
+    ref, batch = drifted
+    detector = MMDDriftDetector(random_state=0).fit(ref)
+    for bad in (np.nan, np.inf, -np.inf):
+        X = batch.copy()
+        X[1, 2] = bad
+        with pytest.raises(ValueError, match="NaN|infinity"):
+            detector.test(X)
+        with pytest.raises(ValueError, match="NaN|infinity"):
+            detector.score_samples(X)
+
+
+def test_a_non_finite_statistic_is_never_a_p_value():
+    from skrobust.detection._mmd import _result
+
+    with pytest.raises(ValueError, match="not finite"):
+        _result(np.array([np.nan, 0.1, 0.2]), 0.05)
+    with pytest.raises(ValueError, match="not finite"):
+        _result(np.array([0.5, np.nan, 0.2]), 0.05)
+
+
+def test_standardize_scale_is_capped_by_the_reference(drifted):
+    ref, batch = drifted
+    detector = MMDDriftDetector(standardize=True, random_state=0).fit(ref)
+    hostile = batch.copy()
+    hostile[0] = 1e6  # would make the pooled scale ~1e5 times the reference's
+    Z = detector._pooled(hostile, ref, "input")
+    # the 39 other batch rows keep their shift of 3 / 0.29 ~ 10 reference standard
+    # deviations up to the factor SCALE_CAP (uncapped: 1e-4)
+    from skrobust.detection._mmd import SCALE_CAP
+    assert SCALE_CAP == 4.0
+    gap = Z[1:40].mean(0) - Z[40:].mean(0)
+    assert gap.min() > 2.0
+    assert np.isfinite(Z).all()
+
+
+def test_property_appended_finite_rows_never_blind_the_detector(drifted):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra.numpy import arrays
+
+    ref, batch = drifted
+    detectors = [MMDDriftDetector(random_state=0, n_permutations=50,
+                                  standardize=standardize).fit(ref)
+                 for standardize in (False, True)]
+    finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+    @settings(max_examples=40, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(rows=arrays(np.float64, st.tuples(st.integers(1, 3), st.just(8)), elements=finite),
+           which=st.integers(0, 1))
+    def check(rows, which):
+        detector = detectors[which]
+        result = detector.test(np.vstack([batch, rows]))
+        assert np.isfinite(result.statistic)
+        assert np.isfinite(result.p_value) and 0 < result.p_value <= 1
+        assert result.is_drift  # 40 rows shifted by 10 standard deviations stay drift
+        assert np.isfinite(detector.score_samples(np.vstack([batch, rows]))).all()
+
+    check()
