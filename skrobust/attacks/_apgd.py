@@ -3,7 +3,7 @@ import numbers
 import numpy as np
 from sklearn.utils.validation import check_scalar
 
-from ._base import BaseAttack, resolve_norm
+from ._base import ATTACK_PARAMS, BaseAttack, finite, resolve_norm, share
 from ._functional_apgd import LOSSES, apgd
 
 
@@ -109,6 +109,17 @@ class APGDTransformer(BaseAttack):
     >>> round(float(abs(X_adv - X).max()), 6)
     0.1
     """
+
+    _parameter_constraints = {
+        **ATTACK_PARAMS,
+        "loss": "no_validation",  # _check_attack_params: one of LOSSES
+        "n_iter": [finite(1, integer=True)],
+        "n_restarts": [finite(1, integer=True)],
+        "n_target_classes": [finite(1, integer=True), None],
+        "rho": [share()],
+        "momentum": [share()],
+        "random_start": ["boolean"],
+    }
 
     def __init__(self, estimator=None, *, eps=0.3, norm="inf", loss="ce", n_iter=100,
                  n_restarts=1, n_target_classes=None, targeted=False, rho=0.75,

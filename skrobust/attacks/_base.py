@@ -1,19 +1,26 @@
 """What every attack transformer shares: validation, the victim, batching, projection."""
 
 import numbers
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 from tqdm.auto import tqdm
 
 from ..models._skorch import default_net, fit_net, is_skorch_net, size_net
 from ..utils._dask import is_dask_array, map_row_blocks
-from ..utils._differentiable import SUPPORTED_VICTIMS, TorchModel, as_torch_model
+from ..utils._differentiable import (
+    SUPPORTED_VICTIMS,
+    TorchModel,
+    as_torch_model,
+    check_float32_range,
+)
 from ..utils._sklearn_torch import check_convertible, is_convertible
 from ..utils._torch import (copy_into, eval_mode, make_generator, resolve_device, to_device,
                             to_numpy)
@@ -21,6 +28,46 @@ from ._constraints import FeatureConstraints, check_eps, check_feature_mask, fea
 from .functional import project_exact, two_class_scores
 
 FLOAT_DTYPES = [np.float64, np.float32]
+
+
+def finite(low, *, closed="left", integer=False):
+    """Constraint for a finite number ``>= low`` (``> low`` with ``closed="neither"``):
+    NaN and inf are refused like any other value out of range."""
+    if integer:
+        return Interval(Integral, low, None, closed=closed)
+    return Interval(Real, low, np.inf, closed="left" if closed == "left" else "neither")
+
+
+def share(closed="both"):
+    """Constraint for a fraction in [0, 1] (``closed`` as in ``Interval``); refuses NaN."""
+    return Interval(Real, 0, 1, closed=closed)
+
+
+# Parameters every attack shares, validated by sklearn's parameter validation at fit
+# (``_validate_params``): InvalidParameterError, a ValueError naming the parameter,
+# the accepted values and the one given. Subclasses extend these dicts.
+ATTACK_PARAMS = {
+    "estimator": "no_validation",  # the victim layer checks it (as_torch_model)
+    "eps": [finite(0)],
+    "norm": "no_validation",  # resolve_norm: "inf"/2 in their accepted spellings
+    "targeted": ["boolean"],
+    "clip_min": [Real, "array-like", None],  # NaN and shapes: _bound
+    "clip_max": [Real, "array-like", None],
+    "batch_size": [finite(1, integer=True)],
+    "device": "no_validation",  # resolve_device
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+}
+CONSTRAINED_ATTACK_PARAMS = {
+    **ATTACK_PARAMS,
+    "eps": [finite(0), "array-like"],  # arrays: check_eps
+    # _bound and feature_scale check these with messages that list the tabular options
+    "clip_min": "no_validation",
+    "clip_max": "no_validation",
+    "eps_scale": "no_validation",
+    "immutable": ["array-like", None],
+    "integer_features": ["array-like", None],
+}
 
 
 def _torch_dtype(dtype):
@@ -111,6 +158,7 @@ class BaseAttack(TransformerMixin, BaseEstimator):
     """
 
     _supports_constraints = False
+    _parameter_constraints = ATTACK_PARAMS
 
     def fit(self, X, y):
         """Fit the victim (unless it is frozen or a torch module) and record the classes.
@@ -130,6 +178,7 @@ class BaseAttack(TransformerMixin, BaseEstimator):
         X, y = validate_data(self, X, y, dtype=FLOAT_DTYPES)
         check_classification_targets(y)
         self._check_params()
+        check_float32_range(X)
         self.classes_, y_index = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2 and _needs_fit(self.estimator):
             raise ValueError(
@@ -140,7 +189,8 @@ class BaseAttack(TransformerMixin, BaseEstimator):
         if self._supports_constraints:
             self._fit_constraints(X)
         self.estimator_ = self._fit_victim(X, y, y_index)
-        self._torch_model()  # fail at fit, not at transform, on a bad victim
+        # fail at fit, not at transform, on a bad victim or a width it cannot take
+        self._torch_model().check_n_features(X.shape[1])
         return self
 
     def _fit_victim(self, X, y, y_index):
@@ -212,6 +262,7 @@ class BaseAttack(TransformerMixin, BaseEstimator):
                 _bound(self.clip_max, "clip_max", n_features))
 
     def _check_params(self):
+        self._validate_params()
         n_features = self.n_features_in_
         constrained = self._supports_constraints
         check_eps(self.eps, n_features, allow_array=constrained)
@@ -247,18 +298,26 @@ class BaseAttack(TransformerMixin, BaseEstimator):
             constraints = self._constraints()
             if constraints is not None:
                 constraints.check_integral(X)
+        check_float32_range(X)
         below, above = outside_bounds(X, lo, hi)
-        if below.any():
-            raise ValueError(
-                f"X has values below clip_min={self.clip_min!r} (min {X.min():.4g}); scale "
-                "X into [clip_min, clip_max] or set clip_min=None to disable the bound."
-            )
-        if above.any():
-            raise ValueError(
-                f"X has values above clip_max={self.clip_max!r} (max {X.max():.4g}); scale "
-                "X into [clip_min, clip_max] or set clip_max=None to disable the bound."
-            )
+        for name, outside, extreme in (("clip_min", below, "min"), ("clip_max", above, "max")):
+            if outside.any():
+                raise ValueError(self._bounds_message(X, name, extreme, outside))
         return X
+
+    def _bounds_message(self, X, name, extreme, rows):
+        """Why X is outside a numeric bound, with the ways out (image and tabular)."""
+        value = getattr(X[rows], extreme)()
+        side = "below" if name == "clip_min" else "above"
+        message = (f"X has values {side} {name}={getattr(self, name)!r} ({extreme} "
+                   f"{value:.4g}, in {int(rows.sum())} of {len(X)} rows). The default "
+                   "bounds [0, 1] are for images scaled into [0, 1]: scale X into "
+                   f"[clip_min, clip_max], or set {name}=None to disable the bound")
+        if self._supports_constraints:
+            message += (f'. For tabular data, {name}="data" learns per-feature bounds '
+                        'from the X given to fit, and eps_scale="std" measures eps in '
+                        "each feature's standard deviation")
+        return message + "."
 
     def transform(self, X):
         """Adversarial examples against the victim's own predictions.
@@ -310,7 +369,7 @@ class BaseAttack(TransformerMixin, BaseEstimator):
         y = column_or_1d(y, warn=True)
         if len(y) != len(X):
             raise ValueError(f"X has {len(X)} samples but y has {len(y)}.")
-        return self._attack(X, self._torch_model().encode(y))
+        return self._attack(X, self._torch_model().encode(y, n_features=X.shape[1]))
 
     def _attack(self, X, y_index):
         """Attack ``X`` batch by batch; memory is the output + O(batch_size x n_features).
@@ -376,11 +435,29 @@ class BaseAttack(TransformerMixin, BaseEstimator):
         return tags
 
 
+# what an attack learns from the data it is fitted on (feature constraints)
+DATA_STATISTICS = ("clip_min_", "clip_max_", "feature_scale_")
+
+
 def attack_estimator(attack, estimator, X, y):
     """White-box adversarial examples of ``(X, y)`` against a fitted ``estimator``.
 
     ``attack`` is cloned and pointed at a frozen ``estimator`` (the estimator is
-    neither refitted nor modified), then ``generate(X, y)`` is returned.
+    neither refitted nor modified), then ``generate(X, y)`` is returned. The clone
+    is fitted on ``(X, y)``, so an unfitted ``attack`` learns ``clip_min="data"``,
+    ``clip_max="data"`` and ``eps_scale`` statistics from ``X``; a fitted
+    ``attack`` keeps the ones it learned (e.g. on the training data), so that
+    every scored fold is attacked under the same threat model.
     """
-    attack = clone(attack).set_params(estimator=FrozenEstimator(estimator))
-    return attack.fit(X, y).generate(X, y)
+    clone_ = clone(attack).set_params(estimator=FrozenEstimator(estimator)).fit(X, y)
+    learned = [name for name in DATA_STATISTICS if hasattr(attack, name)]
+    if learned:
+        if attack.n_features_in_ != clone_.n_features_in_:
+            raise ValueError(
+                f"X has {clone_.n_features_in_} features, but the fitted attack "
+                f"{type(attack).__name__} learned its bounds and scales on "
+                f"{attack.n_features_in_}; fit it on data with X's columns."
+            )
+        for name in learned:
+            setattr(clone_, name, getattr(attack, name))
+    return clone_.generate(X, y)

@@ -1,4 +1,4 @@
-from ._base import BaseAttack, resolve_norm
+from ._base import CONSTRAINED_ATTACK_PARAMS, BaseAttack, resolve_norm
 from .functional import fgsm
 
 
@@ -94,6 +94,7 @@ class FGSMTransformer(BaseAttack):
     """
 
     _supports_constraints = True
+    _parameter_constraints = CONSTRAINED_ATTACK_PARAMS
 
     def __init__(self, estimator=None, *, eps=0.3, norm="inf", targeted=False,
                  clip_min=0.0, clip_max=1.0, eps_scale=None, immutable=None,

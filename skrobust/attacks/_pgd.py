@@ -1,9 +1,4 @@
-import numbers
-
-import numpy as np
-from sklearn.utils.validation import check_scalar
-
-from ._base import BaseAttack, resolve_norm
+from ._base import CONSTRAINED_ATTACK_PARAMS, BaseAttack, finite, resolve_norm
 from .functional import pgd
 
 
@@ -112,6 +107,13 @@ class PGDTransformer(BaseAttack):
     """
 
     _supports_constraints = True
+    _parameter_constraints = {
+        **CONSTRAINED_ATTACK_PARAMS,
+        "step_size": [finite(0)],
+        "n_iter": [finite(0, integer=True)],
+        "random_start": ["boolean"],
+        "n_restarts": [finite(1, integer=True)],
+    }
 
     def __init__(self, estimator=None, *, eps=0.3, step_size=0.01, n_iter=40,
                  norm="inf", random_start=False, n_restarts=1, targeted=False,
@@ -135,13 +137,6 @@ class PGDTransformer(BaseAttack):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
-
-    def _check_attack_params(self):
-        check_scalar(self.step_size, "step_size", numbers.Real, min_val=0.0)
-        if not np.isfinite(self.step_size):
-            raise ValueError(f"step_size={self.step_size!r} must be finite.")
-        check_scalar(self.n_iter, "n_iter", numbers.Integral, min_val=0)
-        check_scalar(self.n_restarts, "n_restarts", numbers.Integral, min_val=1)
 
     def _perturb(self, module, x, y, generator, clip_min, clip_max, *, eps=None):
         eps = self.eps if eps is None else eps

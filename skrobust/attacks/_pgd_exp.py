@@ -1,14 +1,12 @@
 """L2 PGD with an exponential line search on the step (secml's PGDExp), and a
 loss aimed at classifiers with a reject option."""
 
-import numbers
-
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.utils.validation import check_scalar
+from sklearn.utils._param_validation import StrOptions
 
-from ._base import BaseAttack
+from ._base import ATTACK_PARAMS, BaseAttack, finite
 from .functional import _per_sample_norm, project
 
 LOSSES = ("margin", "ce")
@@ -327,6 +325,18 @@ class PGDExpTransformer(BaseAttack):
     True
     """
 
+    _parameter_constraints = {
+        **ATTACK_PARAMS,
+        "step_size": [finite(0, closed="neither")],
+        "min_step_size": [finite(0, closed="neither"), None],
+        "n_iter": [finite(0, integer=True)],
+        "max_line_search": [finite(0, integer=True)],
+        "loss": [StrOptions(set(LOSSES))],
+        "early_stop": ["boolean"],
+        "double_init": ["boolean"],
+        "record_history": ["boolean"],
+    }
+
     def __init__(self, estimator=None, *, eps=2.0, step_size=0.1, min_step_size=None,
                  n_iter=30, max_line_search=20, loss="margin", norm=2, targeted=False,
                  early_stop=False, double_init=False, record_history=False,
@@ -356,15 +366,6 @@ class PGDExpTransformer(BaseAttack):
             raise ValueError(
                 f"norm={self.norm!r} is not supported; PGDExp is an L2 attack: use norm=2."
             )
-        check_scalar(self.step_size, "step_size", numbers.Real, min_val=0.0,
-                     include_boundaries="neither")
-        if self.min_step_size is not None:
-            check_scalar(self.min_step_size, "min_step_size", numbers.Real, min_val=0.0,
-                         include_boundaries="neither")
-        check_scalar(self.n_iter, "n_iter", numbers.Integral, min_val=0)
-        check_scalar(self.max_line_search, "max_line_search", numbers.Integral, min_val=0)
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss={self.loss!r} is not supported; use one of {LOSSES}.")
         if self.early_stop and self.loss != "margin":
             raise ValueError(
                 f'early_stop=True needs loss="margin" (success is a positive margin); '
@@ -390,7 +391,7 @@ class PGDExpTransformer(BaseAttack):
         if self.double_init:
             X, y = np.asarray(X), np.asarray(y)
             self.X_init_ = np.array(X, dtype=np.float32)
-            self.y_init_ = self._torch_model().encode(y)
+            self.y_init_ = self._torch_model().encode(y, n_features=X.shape[1])
         return self
 
     def _attack(self, X, y_index):

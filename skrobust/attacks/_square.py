@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from ..models._skorch import is_skorch_net
 from ..utils._differentiable import TorchModel, as_torch_model
 from ..utils._torch import eval_mode, module_device, to_tensor
-from ._base import BaseAttack, _needs_fit
+from ._base import CONSTRAINED_ATTACK_PARAMS, BaseAttack, _needs_fit, finite, share
 
 _P_SCHEDULE = ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64),
                (6000, 128), (8000, 256))
@@ -134,6 +134,11 @@ class SquareAttackTransformer(BaseAttack):
     """
 
     _supports_constraints = True
+    _parameter_constraints = {
+        **CONSTRAINED_ATTACK_PARAMS,
+        "n_queries": [finite(1, integer=True)],
+        "p_init": [share(closed="right")],
+    }
 
     def __init__(self, estimator=None, *, eps=0.3, n_queries=1000, p_init=0.3,
                  targeted=False, clip_min=0.0, clip_max=1.0, eps_scale=None,

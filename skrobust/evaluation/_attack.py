@@ -6,6 +6,7 @@ from sklearn.utils import Bunch
 from sklearn.utils.validation import column_or_1d
 
 from ..attacks._base import attack_estimator
+from ..utils._differentiable import victim_input
 from ..metrics import (
     avg_confidence_adv_class,
     avg_confidence_true_class,
@@ -72,8 +73,8 @@ def evaluate_attack(estimator, X, y, attack, *, image_shape="auto", relative=Fal
     start = time.perf_counter()
     X_adv = attack_estimator(attack, estimator, X, y)
     seconds = time.perf_counter() - start
-    y_pred = estimator.predict(X)
-    proba_adv = estimator.predict_proba(X_adv)
+    y_pred = estimator.predict(victim_input(estimator, X))
+    proba_adv = estimator.predict_proba(victim_input(estimator, X_adv))
     labels = getattr(estimator, "classes_", None)
     y_pred_adv = np.asarray(labels)[proba_adv.argmax(1)] if labels is not None else proba_adv.argmax(1)
     fooled = y_pred_adv != y

@@ -3,6 +3,7 @@ import inspect
 from sklearn.metrics import accuracy_score
 
 from ..attacks._base import attack_estimator
+from ..utils._differentiable import victim_input
 
 
 class AdversarialScorer:
@@ -20,7 +21,7 @@ class AdversarialScorer:
 
     def __call__(self, estimator, X, y):
         X_adv = attack_estimator(self.attack, estimator, X, y)
-        response = getattr(estimator, self.response_method)(X_adv)
+        response = getattr(estimator, self.response_method)(victim_input(estimator, X_adv))
         kwargs = dict(self.kwargs)
         if (self.response_method == "predict_proba" and "labels" not in kwargs
                 and "labels" in inspect.signature(self.metric).parameters):
@@ -47,12 +48,29 @@ def make_adversarial_scorer(attack, metric=accuracy_score, *, response_method="p
     Use it as ``scoring=`` in :func:`~sklearn.model_selection.cross_validate` or
     :class:`~sklearn.model_selection.GridSearchCV`, alone or in a dict.
 
+    **Where the attack learns its bounds and scales.** An unfitted ``attack`` is
+    fitted on the fold being scored, so ``clip_min="data"``/``clip_max="data"`` and
+    ``eps_scale`` come from the *test* fold: the bounds then contain every scored
+    row and the budget changes from fold to fold. Pass an attack fitted on the
+    training data instead (``attack.fit(X_train, y_train)``): the scorer keeps its
+    learned ``clip_min_``, ``clip_max_`` and ``feature_scale_`` and only replaces
+    its victim, so every fold and every grid point is attacked under the same
+    threat model.
+
+    **Failures are not scores.** scikit-learn turns an exception raised by a scorer
+    into a NaN score and a warning (``error_score=np.nan``, the default). The
+    scorer raises a ``ValueError`` saying what is wrong (for example inputs outside
+    ``[clip_min, clip_max]``, with the tabular options ``clip_min="data"``,
+    ``clip_max="data"``, ``eps_scale="std"``); pass ``error_score="raise"`` to
+    ``cross_validate``/``GridSearchCV`` so that it stops the search instead.
+
     Parameters
     ----------
     attack : FGSMTransformer, PGDTransformer or another skrobust attack
         Attack template; its ``estimator`` is replaced.
     metric : callable, default=accuracy_score
-        ``metric(y_true, response, **kwargs)``.
+        ``metric(y_true, response, **kwargs)``, e.g. ``accuracy_score``,
+        ``balanced_accuracy_score`` or :func:`misclassification_rate`.
     response_method : {"predict", "predict_proba"}, default="predict"
         What the metric receives. With ``"predict_proba"`` and a metric taking
         ``labels``, the estimator's ``classes_`` are passed as ``labels``.
@@ -77,6 +95,13 @@ def make_adversarial_scorer(attack, metric=accuracy_score, *, response_method="p
     if response_method not in ("predict", "predict_proba"):
         raise ValueError(
             f'response_method={response_method!r}; use "predict" or "predict_proba".'
+        )
+    if not callable(metric):
+        raise ValueError(
+            f"metric={metric!r} is not callable; pass a function metric(y_true, "
+            "response, **kwargs), e.g. sklearn.metrics.accuracy_score, "
+            "sklearn.metrics.balanced_accuracy_score or "
+            "skrobust.metrics.misclassification_rate."
         )
     if not hasattr(attack, "generate"):
         raise TypeError(

@@ -6,15 +6,75 @@ Attacks only ever see a :class:`TorchModel`. A victim provides one by being a
 estimators implement it), or a fitted scikit-learn ``Pipeline``/classifier made of
 differentiable steps (re-expressed in torch by :func:`sklearn_to_torch`).
 ``sklearn.frozen.FrozenEstimator`` is unwrapped.
+
+The victim layer also refuses what the victim cannot take, before the first batch:
+labels outside its classes (:meth:`TorchModel.encode`), inputs of the wrong width
+(:meth:`TorchModel.check_n_features`) and finite values beyond the float32 range in
+which every victim computes (:func:`check_float32_range`).
 """
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from sklearn.exceptions import NotFittedError
 
-from ._torch import module_device
+from ._torch import eval_mode, module_device
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+# module -> {(n_features, parameter shapes): number of score columns}; one dry
+# forward per module and width, forgotten with the module
+_N_OUTPUTS = weakref.WeakKeyDictionary()
+
+
+def check_float32_range(X, *, name="X"):
+    """Refuse finite values that float32, the victims' precision, cannot hold.
+
+    Every victim computes in float32: a finite value beyond ``+-3.4e38`` would
+    become ``inf`` at the victim boundary and NaN in its scores, gradients or
+    features. Such input is refused rather than answered with NaN.
+
+    Parameters
+    ----------
+    X : ndarray
+        Validated, finite input.
+    name : str, default="X"
+        Name of the argument, for the message.
+
+    Raises
+    ------
+    ValueError
+        If ``|X|`` exceeds the largest float32.
+    """
+    if X.dtype.itemsize <= 4 or X.size == 0:
+        return
+    largest = max(float(X.max()), -float(X.min()))  # no full-size |X| temporary
+    if largest > FLOAT32_MAX:
+        raise ValueError(
+            f"{name} has values beyond the float32 range (max |{name}| = {largest:.4g} > "
+            f"{FLOAT32_MAX:.4g}); the victim computes in float32, where they become inf "
+            f"and its scores NaN. Rescale {name} (e.g. with a StandardScaler in front of "
+            "the model)."
+        )
+
+
+def first_layer_width(module):
+    """``in_features`` of the module's first layer when that is a ``torch.nn.Linear``.
+
+    The first submodule with parameters, in registration order, decides: a
+    ``Linear`` gives its ``in_features``; anything else (a convolution, an
+    embedding) gives None, since its input width depends on reshapes in
+    ``forward``. Only used to make error messages precise.
+    """
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.Linear) and not isinstance(
+                sub, torch.nn.modules.lazy.LazyModuleMixin):
+            return int(sub.in_features)
+        if next(sub.parameters(recurse=False), None) is not None:
+            return None
+    return None
 
 SUPPORTED_VICTIMS = (
     "a fitted skorch NeuralNet classifier, a torch.nn.Module returning logits, a "
@@ -44,8 +104,82 @@ class TorchModel:
     device: torch.device
     classes: np.ndarray | None = None
 
-    def encode(self, y, *, name="y"):
-        """Map labels ``y`` to score-column indices (int64), with a clear error."""
+    def check_n_features(self, n_features):
+        """Check that the victim takes inputs of ``n_features`` features.
+
+        The check is one forward pass of two zero rows (no gradients, eval mode),
+        cached per module and width: it must succeed and return one row of scores
+        per input row. When the victim's first layer is a ``torch.nn.Linear`` its
+        ``in_features`` is compared first and named in the message.
+
+        Parameters
+        ----------
+        n_features : int
+            Width of the input.
+
+        Returns
+        -------
+        n_outputs : int or None
+            Number of score columns (None for a model without a module).
+
+        Raises
+        ------
+        ValueError
+            If the victim cannot take that width (expected vs given width).
+        """
+        if self.module is None:
+            return None
+        n_features = int(n_features)
+        signature = (n_features, tuple(tuple(p.shape) for p in self.module.parameters()))
+        cache = _N_OUTPUTS.setdefault(self.module, {})
+        if signature in cache:
+            return cache[signature]
+        expected = first_layer_width(self.module)
+        victim = type(self.module).__name__
+        if expected is not None and expected != n_features:
+            raise ValueError(
+                f"X has {n_features} features, but the victim {victim} expects "
+                f"{expected} features (in_features of its first Linear layer); give X "
+                "the columns the victim was trained on."
+            )
+        try:
+            with eval_mode(self.module), torch.no_grad():
+                scores = self.module(torch.zeros((2, n_features), dtype=torch.float32,
+                                                 device=self.device))
+        except (RuntimeError, ValueError, IndexError) as exc:
+            raise ValueError(
+                f"X has {n_features} features, which the victim {victim} cannot take: its "
+                f"forward pass on a zero input of that width failed ({exc}). Give X the "
+                "columns the victim was trained on."
+            ) from exc
+        if scores.ndim != 2 or scores.shape[0] != 2:
+            raise ValueError(
+                f"X has {n_features} features, but the victim {victim} returned scores "
+                f"of shape {tuple(scores.shape)} for 2 input rows (one row of class "
+                "scores per input row is needed): X's width is not the one it expects."
+            )
+        cache[signature] = int(scores.shape[1])
+        return cache[signature]
+
+    def n_classes(self, n_features=None):
+        """Number of classes: ``len(classes)``, else the score columns (a single
+        binary logit counts as 2); None when unknown (no width to probe with)."""
+        if self.classes is not None:
+            return len(self.classes)
+        if n_features is None:
+            n_features = None if self.module is None else first_layer_width(self.module)
+        if n_features is None:
+            return None
+        n_outputs = self.check_n_features(n_features)
+        return None if n_outputs is None else max(n_outputs, 2)
+
+    def encode(self, y, *, name="y", n_features=None):
+        """Map labels ``y`` to score-column indices (int64), with a clear error.
+
+        Without ``classes`` the labels must be integer column indices in
+        ``[0, n_classes - 1]``; the number of columns comes from a dry forward of
+        width ``n_features`` (see :meth:`check_n_features`).
+        """
         y = np.asarray(y)
         if self.classes is None:
             if not np.issubdtype(y.dtype, np.integer) and not (
@@ -54,6 +188,17 @@ class TorchModel:
                 raise ValueError(
                     f"{name} must hold integer class indices for a victim without "
                     f"classes_, got dtype {y.dtype}."
+                )
+            n_classes = self.n_classes(n_features)
+            top = np.inf if n_classes is None else n_classes - 1
+            bad = (y < 0) | (y > top)
+            if np.any(bad):
+                valid = ">= 0" if n_classes is None else f"in [0, {top}]"
+                raise ValueError(
+                    f"{name} contains labels {np.unique(y[bad])[:5].tolist()} outside the "
+                    f"victim's classes: labels must be class indices {valid}"
+                    + ("" if n_classes is None else
+                       f" (the victim returns scores for {n_classes} classes)") + "."
                 )
             return y.astype(np.int64)
         index = np.searchsorted(self.classes, y)
@@ -65,6 +210,30 @@ class TorchModel:
                 f"victim does not know; its classes are {self.classes.tolist()}."
             )
         return index.astype(np.int64)
+
+
+def unfrozen(estimator):
+    """The estimator inside (possibly nested) ``FrozenEstimator`` wrappers."""
+    from sklearn.frozen import FrozenEstimator
+
+    while isinstance(estimator, FrozenEstimator):
+        estimator = estimator.estimator
+    return estimator
+
+
+def victim_input(estimator, X):
+    """``X`` as the victim's own ``predict``/``predict_proba`` takes it.
+
+    skorch does not convert dtypes, so a skorch net (frozen or not) gets float32;
+    every other victim gets ``X`` unchanged.
+    """
+    try:
+        from skorch import NeuralNet
+    except ImportError:  # pragma: no cover - skorch is a dependency
+        return X
+    if isinstance(unfrozen(estimator), NeuralNet):
+        return np.asarray(X, dtype=np.float32)
+    return X
 
 
 def as_torch_model(estimator):

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_array
 
-from ._differentiable import as_torch_model
+from ._differentiable import as_torch_model, check_float32_range
 from ._torch import eval_mode, to_numpy, to_tensor
 
 
@@ -46,7 +46,10 @@ def extract_features(estimator, X, layer, *, batch_size=256):
     Raises
     ------
     ValueError
-        If a layer name is unknown; the message lists the valid names.
+        If a layer name is unknown (the message lists the valid names), if the
+        network cannot take X's width (expected vs given width, found by one dry
+        forward pass, see :meth:`~skrobust.utils.TorchModel.check_n_features`), or
+        if X has values beyond the float32 range.
 
     Examples
     --------
@@ -62,6 +65,8 @@ def extract_features(estimator, X, layer, *, batch_size=256):
         raise ValueError("layer is empty; give a layer name or a list of names.")
     modules = _get_layers(model.module, names)
     X = check_array(X, dtype=[np.float32, np.float64])
+    check_float32_range(X)
+    model.check_n_features(X.shape[1])  # expected vs given width, before any batch
     outputs = {name: [] for name in names}
     current = {}
 

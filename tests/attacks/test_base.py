@@ -170,12 +170,16 @@ def test_labels_are_mapped_through_the_victim_classes():
 @pytest.mark.parametrize(
     "params, match",
     [
-        (dict(eps=-0.1), "eps=-0.1 must be a finite float >= 0"),
-        (dict(eps=float("nan")), "eps=nan"),
+        (dict(eps=-0.1), r"'eps' parameter of FGSMTransformer must be a float in the "
+                         r"range \[0.0, inf\) or an array-like. Got -0.1"),
+        (dict(eps=float("nan")), "'eps' parameter .* Got nan"),
+        (dict(eps=float("inf")), "'eps' parameter .* Got inf"),
+        (dict(eps=np.array([0.1, np.nan, 0, 0, 0, 0])), "eps must hold finite values"),
         (dict(clip_min=0.8, clip_max=0.2), "clip_min > clip_max"),
         (dict(clip_min=np.zeros(5)), r"clip_min has shape \(5,\).*\(6,\)"),
         (dict(norm=1), 'norm=1 is not supported; use norm="inf" or norm=2'),
-        (dict(batch_size=0), "batch_size=0 must be a positive integer"),
+        (dict(batch_size=0), r"'batch_size' parameter .* range \[1, inf\). Got 0"),
+        (dict(targeted="yes"), "'targeted' parameter .* must be an instance of 'bool'"),
         (dict(device="gpu"), "device='gpu' is not a valid torch device"),
     ],
 )

@@ -122,7 +122,7 @@ def test_early_stop_stops_at_success_and_saves_work(victim):
 @pytest.mark.parametrize("params, match", [
     ({"early_stop": True, "loss": "ce"}, "early_stop=True needs"),
     ({"norm": "inf"}, "L2 attack"),
-    ({"loss": "hinge"}, "loss='hinge'"),
+    ({"loss": "hinge"}, "'loss' parameter of PGDExpTransformer must be a str among"),
     ({"step_size": 0.0}, "step_size"),
 ])
 def test_bad_parameters(victim, params, match):
