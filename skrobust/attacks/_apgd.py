@@ -11,9 +11,9 @@ class APGDTransformer(BaseAttack):
     """Auto-PGD (APGD) as a scikit-learn transformer.
 
     PGD without a step size to tune: the step starts at ``2 * eps`` and is halved
-    per sample at checkpoints when progress stalls (the loss increased in fewer
-    than ``rho`` of the steps since the last checkpoint, or neither the step nor
-    the best loss changed), when the sample also restarts from its best point;
+    per sample at checkpoints when progress stalls (the loss increased on at most
+    ``rho`` of the steps since the last checkpoint, or neither the step nor the
+    best loss changed; checkpoints, conditions and start as in AutoAttack's code), when the sample also restarts from its best point;
     steps carry momentum ``0.75``. With the cross-entropy loss (``loss="ce"``) this
     is APGD-CE; with the difference-of-logits-ratio loss (``loss="dlr"``), which is
     invariant to rescaling the logits and so resists over-confident or masked
@@ -49,13 +49,13 @@ class APGDTransformer(BaseAttack):
         If True, ``generate(X, y)`` moves X towards the classes ``y``. Incompatible
         with ``n_target_classes``.
     rho : float, default=0.75
-        Share of the steps since the last checkpoint on which the loss must have
-        increased for the step size to be kept.
+        The step size is kept only when the loss increased on more than this
+        share of the steps since the last checkpoint.
     momentum : float, default=0.75
         Weight ``alpha`` of the new step against the previous move.
     random_start : bool, default=True
-        Start each run from a uniform random point of the ``eps``-ball, as in the
-        paper. The start is drawn per batch, so outputs then depend on the order of
+        Start each run from a random point on the surface of the ``eps``-ball, as
+        AutoAttack does. The start is drawn per batch, so outputs then depend on the order of
         the rows; set False for row-independent outputs.
     clip_min, clip_max : float, array-like of shape (n_features,) or None, default=0.0, 1.0
         Bounds of the input domain; None disables a bound.

@@ -5,12 +5,12 @@ logits, ``x`` and ``y`` are tensors on the module's device, the caller handles e
 mode, and every function returns detached tensors.
 """
 
-import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 
-from .functional import ascent_direction, project, random_init, two_class_scores
+from .functional import _per_sample_norm, ascent_direction, clip, project, two_class_scores
 
 LOSSES = ("ce", "dlr")
 
@@ -52,6 +52,11 @@ def dlr_targeted_loss(logits, target, y=None):
     return -(z_y - z_t) / scale
 
 
+def _reached(logits, y, target, goal):
+    pred = _predict(logits)
+    return pred == target if goal == "target" else pred != y
+
+
 def _per_sample_loss(logits, y, target, loss):
     """The loss to ascend, per sample: towards errors on ``y``, or towards ``target``."""
     if loss == "ce":
@@ -76,75 +81,120 @@ def check_n_classes(n_classes, loss, *, targeted):
 
 
 def apgd_checkpoints(n_iter):
-    """Iterations at which APGD may halve its step size.
+    """Iterations at which APGD may halve its step size, as in AutoAttack's code.
 
-    ``w_j = ceil(p_j * n_iter)`` with ``p_0 = 0``, ``p_1 = 0.22`` and
-    ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``, keeping those ``<= n_iter``.
+    The paper's ``w_j = ceil(p_j * n_iter)`` with ``p_0 = 0``, ``p_1 = 0.22`` and
+    ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``, in the integer form of the
+    reference implementation (``autopgd_base.py``): the first window has
+    ``max(int(0.22 n), 1)`` iterations and each next one ``max(int(0.03 n), 1)``
+    fewer, down to ``max(int(0.06 n), 1)``. Both agree at ``n_iter=100``; for other
+    budgets the reference's windows are the ones used.
 
     Examples
     --------
     >>> apgd_checkpoints(100)
     [0, 22, 41, 57, 70, 80, 87, 93, 99]
+    >>> apgd_checkpoints(10)
+    [0, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     """
-    p = [0.0, 0.22]
-    while p[-1] + max(p[-1] - p[-2] - 0.03, 0.06) <= 1.0:
-        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-    checkpoints = []
-    for p_j in p:
-        w = math.ceil(round(p_j * n_iter, 9))
-        if w <= n_iter and (not checkpoints or w > checkpoints[-1]):
-            checkpoints.append(w)
+    window = max(int(0.22 * n_iter), 1)
+    shrink = max(int(0.03 * n_iter), 1)
+    smallest = max(int(0.06 * n_iter), 1)
+    checkpoints = [0]
+    while checkpoints[-1] + window <= n_iter:
+        checkpoints.append(checkpoints[-1] + window)
+        window = max(window - shrink, smallest)
     return checkpoints
 
 
-def _loss_grad(module, x, y, target, loss):
+def apgd_start(x, eps, norm, generator=None, clip_min=None, clip_max=None):
+    """AutoAttack's random start: a point on the surface of the ``norm`` ball.
+
+    Linf: ``x + eps * t / max|t|`` with ``t`` uniform in ``[-1, 1]``; L2:
+    ``x + eps * t / ||t||`` with ``t`` Gaussian; then clipped to the box.
+    """
+    if norm == 2:
+        t = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    else:
+        t = 2 * torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) - 1
+    return clip(x + eps * t / (_per_sample_norm(t, norm) + 1e-12), clip_min, clip_max)
+
+
+def _objective_grad(module, x, objective):
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
-        logits = module(x)
-        losses = _per_sample_loss(logits, y, target, loss)
+        scores = module(x)
+        losses = objective(scores)
         (grad,) = torch.autograd.grad(losses.sum(), x)
-    return losses.detach(), torch.nan_to_num(grad, nan=0.0), logits.detach()
+    return losses.detach(), torch.nan_to_num(grad, nan=0.0), scores.detach()
 
 
 def _rows(mask, x):
     return mask.view(-1, *([1] * (x.dim() - 1)))
 
 
-def _apgd_run(module, x, x_start, y, target, goal, *, eps, norm, loss, n_iter, rho, alpha,
-              clip_min, clip_max):
-    """One APGD run (Algorithm 1 of the paper) from ``x_start``.
+def _l2(t):
+    return (t ** 2).flatten(1).sum(1).sqrt().view(-1, *([1] * (t.dim() - 1)))
 
-    ``goal`` is the label of success: misclassifying ``y`` (untargeted, also for
-    top-k targeted runs) or reaching ``target`` (targeted). Returns the first point
-    reaching the goal where one was found, else the point of highest loss, plus the
-    success flags and the highest loss.
+
+def _direction(grad, norm):
+    if norm == 2:
+        # AutoAttack's normalisation, operation for operation (same rounding)
+        return grad / (_l2(grad) + 1e-12)
+    return ascent_direction(grad, norm)
+
+
+def _project(x, x0, eps, norm, clip_min, clip_max):
+    if norm == 2:
+        # AutoAttack's L2 projection, x0 + delta / ||delta|| * min(eps, ||delta||),
+        # written as the reference writes it so that both round alike
+        delta = x - x0
+        size = _l2(delta)
+        return clip(x0 + delta / (size + 1e-12) * size.clamp(max=eps), clip_min, clip_max)
+    return project(x, x0, eps, norm, clip_min, clip_max)
+
+
+def apgd_run(module, x, x_start, objective, reached, *, eps, norm, n_iter, rho=0.75,
+             alpha=0.75, clip_min=None, clip_max=None):
+    """One APGD run (Algorithm 1 of the paper, as in AutoAttack's code) from ``x_start``.
+
+    Ascends ``objective(scores) -> (n_samples,)`` inside the ``eps``-ball around
+    ``x``; ``reached(scores) -> bool (n_samples,)`` says which points are successes.
+    Step ``2 * eps``, the first step without momentum, then momentum ``alpha``. At
+    each checkpoint (:func:`apgd_checkpoints`) a sample halves its step and
+    restarts from its best point when (1) its loss increased on at most ``rho``
+    of the steps of the window (AutoAttack's ``<=``; the first step of a run is
+    compared with 0, as the reference compares it with an unfilled buffer), or
+    (2) its step was not halved at the previous checkpoint and its best loss did
+    not improve since (never at the first checkpoint, as in the reference).
+
+    Returns the first point reaching success where one was found, else the point
+    of highest objective, plus the success flags and the highest objective.
     """
-    def reached(logits):
-        pred = _predict(logits)
-        return pred == target if goal == "target" else pred != y
-
-    checkpoints = set(apgd_checkpoints(n_iter)[1:])
+    checkpoints = apgd_checkpoints(n_iter)
+    next_check = iter(checkpoints[1:])
+    check_at = next(next_check, None)
     last_check = 0
     n = len(x)
     step = torch.full((n,) + (1,) * (x.dim() - 1), 2.0 * eps, dtype=x.dtype, device=x.device)
     x_cur = x_start
-    losses, grad, logits = _loss_grad(module, x_cur, y, target, loss)
-    success = reached(logits)
+    losses, grad, scores = _objective_grad(module, x_cur, objective)
+    success = reached(scores)
     x_found = x_cur.clone()
     x_best, grad_best, loss_best = x_cur.clone(), grad.clone(), losses.clone()
     loss_best_last_check = loss_best.clone()
-    reduced_last_check = torch.zeros(n, dtype=torch.bool, device=x.device)
+    reduced_last_check = torch.ones(n, dtype=torch.bool, device=x.device)
     n_increased = torch.zeros(n, dtype=torch.long, device=x.device)
     x_prev = x_cur
     for k in range(n_iter):
         a = 1.0 if k == 0 else alpha
-        z = project(x_cur + step * ascent_direction(grad, norm), x, eps, norm, clip_min, clip_max)
-        x_new = project(x_cur + a * (z - x_cur) + (1 - a) * (x_cur - x_prev), x, eps, norm,
-                        clip_min, clip_max)
+        z = _project(x_cur + step * _direction(grad, norm), x, eps, norm, clip_min, clip_max)
+        x_new = _project(x_cur + a * (z - x_cur) + (1 - a) * (x_cur - x_prev), x, eps, norm,
+                         clip_min, clip_max)
         x_prev, x_cur = x_cur, x_new
-        loss_prev = losses
-        losses, grad, logits = _loss_grad(module, x_cur, y, target, loss)
-        hit = reached(logits)
+        loss_prev = torch.zeros_like(losses) if k == 0 else losses
+        losses, grad, scores = _objective_grad(module, x_cur, objective)
+        hit = reached(scores)
         new = (hit & ~success).nonzero().flatten()
         if len(new):
             x_found[new] = x_cur[new]
@@ -155,11 +205,8 @@ def _apgd_run(module, x, x_start, y, target, goal, *, eps, norm, loss, n_iter, r
             x_best[better] = x_cur[better]
             grad_best[better] = grad[better]
             loss_best[better] = losses[better]
-        if k + 1 in checkpoints:
-            # condition 1: the loss increased in fewer than rho of the steps since
-            # the last checkpoint; condition 2: the step was not halved at the last
-            # checkpoint and the best loss has not improved since
-            few_increases = n_increased < rho * (k + 1 - last_check)
+        if k + 1 == check_at:
+            few_increases = n_increased <= rho * (k + 1 - last_check)
             stalled = ~reduced_last_check & (loss_best_last_check >= loss_best)
             reduce = few_increases | stalled
             rows = reduce.nonzero().flatten()
@@ -172,6 +219,7 @@ def _apgd_run(module, x, x_start, y, target, goal, *, eps, norm, loss, n_iter, r
             loss_best_last_check = loss_best.clone()
             n_increased.zero_()
             last_check = k + 1
+            check_at = next(next_check, None)
     x_out = torch.where(_rows(success, x), x_found, x_best)
     return x_out.detach(), success, loss_best
 
@@ -183,8 +231,9 @@ def apgd(module, x, y, *, eps, norm="inf", loss="ce", n_iter=100, n_restarts=1,
 
     Starts with step ``2 * eps``, adds momentum ``alpha`` and, at checkpoints
     ``w_j`` (:func:`apgd_checkpoints`), halves a sample's step and restarts it from
-    its best point when its loss increased in fewer than ``rho`` of the steps since
-    the last checkpoint, or when neither its step nor its best loss changed.
+    its best point when its loss increased on at most ``rho`` of the steps since
+    the last checkpoint, or when neither its step nor its best loss changed; the
+    details follow AutoAttack's reference code (see :func:`apgd_run`).
 
     Parameters
     ----------
@@ -214,7 +263,8 @@ def apgd(module, x, y, *, eps, norm="inf", loss="ce", n_iter=100, n_restarts=1,
     rho, alpha : float
         Step-halving threshold and momentum (0.75 in the paper).
     random_start : bool
-        Start from a uniform random point of the ball (each restart draws anew).
+        Start from a random point on the surface of the ball, as AutoAttack does
+        (:func:`apgd_start`; each restart draws anew).
     clip_min, clip_max : float, Tensor or None
         Input bounds.
     generator : torch.Generator, optional
@@ -259,7 +309,7 @@ def apgd(module, x, y, *, eps, norm="inf", loss="ce", n_iter=100, n_restarts=1,
                 return x_adv
             x_a = x[active]
             if random_start:
-                x_start = random_init(x_a, eps, norm, generator, clip_min, clip_max)
+                x_start = apgd_start(x_a, eps, norm, generator, clip_min, clip_max)
             else:
                 x_start = x_a.clone()
             if goal == "target":
@@ -268,9 +318,11 @@ def apgd(module, x, y, *, eps, norm="inf", loss="ce", n_iter=100, n_restarts=1,
                 run_y, run_target = y[active], ranked_target[active]
             else:
                 run_y, run_target = y[active], None
-            out, hit, run_loss = _apgd_run(
-                module, x_a, x_start, run_y, run_target, goal, eps=eps, norm=norm,
-                loss=loss, n_iter=n_iter, rho=rho, alpha=alpha, clip_min=clip_min,
+            out, hit, run_loss = apgd_run(
+                module, x_a, x_start, partial(_per_sample_loss, y=run_y, target=run_target,
+                                              loss=loss),
+                partial(_reached, y=run_y, target=run_target, goal=goal), eps=eps,
+                norm=norm, n_iter=n_iter, rho=rho, alpha=alpha, clip_min=clip_min,
                 clip_max=clip_max)
             # fooled samples keep their adversarial point; the others keep the run
             # with the highest loss (comparable within one target's runs only)

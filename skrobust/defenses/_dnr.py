@@ -1,5 +1,6 @@
 """Deep Neural Rejection: per-layer RBF SVMs, an RBF SVM combiner and a reject option."""
 
+import copy
 import numbers
 
 import numpy as np
@@ -558,13 +559,18 @@ class DNRClassifier(ClassifierMixin, BaseEstimator):
         """The gradient protocol: net, standardisation, SVMs and combiner in torch."""
         check_is_fitted(self)
         model = as_torch_model(self.estimator_)
+        net = model.module
+        if any(m.training for m in net.modules()):
+            # DNR predicts with the net in eval mode (extract_features); the torch
+            # model must too, without switching the caller's module
+            net = copy.deepcopy(net)
         scalers = [Standardize(self.layer_scalers_[name]) for name in self.layers_]
         heads = [OvAScores(self.layer_clfs_[name]) for name in self.layers_]
-        module = _DNRModule(model.module, self.layers_, scalers, heads,
+        module = _DNRModule(net, self.layers_, scalers, heads,
                             OvAScores(self.combiner_), self.threshold_)
         for part in (*scalers, *heads, module.combiner):
             part.to(model.device)
-        return TorchModel(module, model.device, self.classes_)
+        return TorchModel(module.eval(), model.device, self.classes_)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

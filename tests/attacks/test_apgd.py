@@ -1,3 +1,5 @@
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
@@ -7,8 +9,11 @@ from torch import nn
 
 from skrobust.attacks import APGDTransformer, PGDTransformer
 from skrobust.attacks._functional_apgd import (
+    _per_sample_loss,
     apgd,
     apgd_checkpoints,
+    apgd_run,
+    apgd_start,
     dlr_loss,
     dlr_targeted_loss,
 )
@@ -24,12 +29,76 @@ def victim(mlp_net, mnist_small):
     return FrozenEstimator(mlp_net), X[:100], y[:100]
 
 
-def test_checkpoints_follow_the_paper():
-    # p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)
+def test_checkpoints_follow_autoattack():
+    # autopgd_base.py: first window max(int(0.22 n), 1), then max(int(0.03 n), 1)
+    # fewer per checkpoint, down to max(int(0.06 n), 1)
     assert apgd_checkpoints(100) == [0, 22, 41, 57, 70, 80, 87, 93, 99]
-    checkpoints = apgd_checkpoints(7)
-    assert checkpoints[0] == 0 and checkpoints[-1] <= 7
-    assert all(b > a for a, b in zip(checkpoints, checkpoints[1:]))
+    assert apgd_checkpoints(20) == [0, 4, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]
+    assert apgd_checkpoints(50) == [0, 11, 21, 30, 38, 45]
+    assert apgd_checkpoints(1) == [0, 1]
+
+
+def _image_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(36, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
+
+
+@pytest.mark.parametrize("norm", ["inf", 2])
+@pytest.mark.parametrize("loss", ["ce", "dlr"])
+def test_same_trajectory_as_torchattacks(norm, loss):
+    # best-loss mode runs every sample for all steps and returns its highest-loss
+    # point: equal points mean equal start, steps, momentum, checkpoints and halving
+    torchattacks = pytest.importorskip("torchattacks")
+    model = _image_model()
+    x = torch.rand(40, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    eps = 0.05 if norm == "inf" else 0.3
+    ref = torchattacks.APGD(model, norm="Linf" if norm == "inf" else "L2", eps=eps,
+                            steps=30, loss=loss)
+    torch.manual_seed(5)
+    theirs = ref.attack_single_run(x, y)[0]  # the highest-loss points
+    start = apgd_start(x, eps, norm, torch.Generator().manual_seed(5), 0.0, 1.0)
+    ours, _, _ = apgd_run(
+        model, x, start, partial(_per_sample_loss, y=y, target=None, loss=loss),
+        lambda scores: torch.zeros(len(scores), dtype=torch.bool), eps=eps, norm=norm,
+        n_iter=30, clip_min=0.0, clip_max=1.0)
+    assert not torch.equal(theirs, x)
+    # float32 rounding differs by an ulp here and there (L2 norms); nothing more
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("norm", ["inf", 2])
+@pytest.mark.parametrize("kind", ["APGD-CE", "APGD-T"])
+def test_same_points_as_torchattacks_from_the_same_start(norm, kind):
+    # torchattacks ports AutoAttack's APGD; seeded alike, both draw the same random
+    # start, so checkpoints, halving conditions, momentum and projections must give
+    # the same adversarial points
+    torchattacks = pytest.importorskip("torchattacks")
+    model = _image_model()
+    x = torch.rand(40, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    eps = 0.05 if norm == "inf" else 0.3
+    ta_norm = "Linf" if norm == "inf" else "L2"
+    if kind == "APGD-CE":
+        ref = torchattacks.APGD(model, norm=ta_norm, eps=eps, steps=20, seed=3, loss="ce")
+        ours = apgd(model, x, y, eps=eps, norm=norm, loss="ce", n_iter=20, clip_min=0.0,
+                    clip_max=1.0, generator=torch.Generator().manual_seed(3))
+    else:
+        ref = torchattacks.APGDT(model, norm=ta_norm, eps=eps, steps=20, seed=3, n_classes=10)
+        ours = apgd(model, x, y, eps=eps, norm=norm, loss="dlr", n_target_classes=9,
+                    n_iter=20, clip_min=0.0, clip_max=1.0,
+                    generator=torch.Generator().manual_seed(3))
+    theirs = ref(x, y)
+    with torch.no_grad():
+        fooled_ours, fooled_theirs = model(ours).argmax(1) != y, model(theirs).argmax(1) != y
+    assert 0 < int(fooled_theirs.sum()) < len(x)
+    assert torch.equal(fooled_ours, fooled_theirs)
+    # torchattacks returns the last adversarial point and the clean input for robust
+    # samples; skrobust the first adversarial point, else the point of highest loss
+    size = (ours - x).flatten(1).norm(p=float("inf") if norm == "inf" else 2, dim=1)
+    assert float(size.max()) <= eps + 1e-6
 
 
 def test_dlr_is_invariant_to_shifting_and_scaling_logits():

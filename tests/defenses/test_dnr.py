@@ -251,3 +251,25 @@ def test_reject_aware_attack_reduces_robust_accuracy(dnr, data):
     # the margin is positive exactly for accepted misclassified samples
     fooled = (dnr.predict(X_adv) != y) & (dnr.predict(X_adv) != -1)
     np.testing.assert_array_equal(attack.loss_history_[-1] > 0, fooled)
+
+
+def test_torch_model_is_in_eval_mode_without_switching_the_net(data, net):
+    # a fitted DNR is deployed with its net in eval mode: the sanity checks of
+    # security_curve / evaluate_robustness must not warn about training mode
+    import warnings
+
+    from skrobust.evaluation import RobustnessWarning, check_training_mode, security_curve
+
+    module = copy.deepcopy(net.module_).train()
+    dnr = DNRClassifier(module, cv=3, reject_rate=0.2, random_state=0).fit(
+        data[0][:300], data[1][:300])
+    assert module.training  # the caller's module keeps its mode
+    assert not any(m.training for m in as_torch_model(dnr).module.modules())
+    assert check_training_mode(dnr, warn=False).passed
+    X, y = data[4][:20], data[5][:20]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        security_curve(dnr, X, y, [0.0, 0.3], attack=PGDExpTransformer(n_iter=2),
+                       norm=2, reject_label=-1, random_state=0)
+    messages = [str(w.message) for w in caught if issubclass(w.category, RobustnessWarning)]
+    assert not [m for m in messages if "training mode" in m], messages
