@@ -122,15 +122,18 @@ def main(argv=None):
         for victim_name, victim in (("DNR", dnr), ("CNN", net)):
             for attack_name, attack in (
                     ("PGDExp", PGDExpTransformer(FrozenEstimator(victim), step_size=0.1,
-                                                 record_history=True, **kwargs)),
+                                                 **kwargs)),
                     ("PGD-L2", PGDTransformer(FrozenEstimator(victim), norm=2,
                                               step_size=0.1, **kwargs))):
                 attack.fit(X_eval, y_eval)
                 start = time.process_time()
-                attack.generate(X_eval, y_eval)
+                if attack_name == "PGDExp":
+                    _, history = attack.generate_with_history(X_eval, y_eval)
+                    evals = (history.n_gradients, history.n_forwards)
+                else:
+                    attack.generate(X_eval, y_eval)
+                    evals = (args.n_iter * args.n_attack, 0)
                 seconds = time.process_time() - start
-                evals = ((attack.n_gradients_, attack.n_forwards_)
-                         if attack_name == "PGDExp" else (args.n_iter * args.n_attack, 0))
                 rows.setdefault((victim_name, attack_name), []).append((seconds, *evals))
     print(f"attack ({args.n_attack} samples, {args.n_iter} iterations, eps=2):")
     for (victim_name, attack_name), values in rows.items():

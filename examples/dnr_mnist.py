@@ -101,10 +101,10 @@ def attack_figure(dnr, x, y, X_init, y_init, args, path):
     # the tutorial's solver: eta = eta_min = 0.1, 30 iterations, double init from
     # the DNR training set
     attack = PGDExpTransformer(FrozenEstimator(dnr), eps=2.0, step_size=0.1, n_iter=30,
-                               double_init=not args.single_init, record_history=True)
-    x_adv = attack.fit(X_init, y_init).generate(x, y)
-    loss = attack.loss_history_[:, 0]
-    scores = attack.scores_history_[:, 0, :]
+                               double_init=not args.single_init)
+    x_adv, history = attack.fit(X_init, y_init).generate_with_history(x, y)
+    loss = history.loss[:, 0]
+    scores = history.scores[:, 0, :]
     conf = torch.softmax(torch.as_tensor(scores), dim=1).numpy()  # as in the tutorial
     pred = dnr.predict(x_adv)[0]
     true_col = int(np.searchsorted(dnr.classes_, y[0]))
@@ -130,8 +130,8 @@ def attack_figure(dnr, x, y, X_init, y_init, args, path):
     plt.close(fig)
     print(f"sample {args.sample_idx}: true {y[0]}, DNR on the adversarial digit: {pred} "
           f"(-1 = rejected), final loss {loss[-1]:.3f}, "
-          f"L2 {np.linalg.norm(x_adv - x):.3f}, {attack.n_gradients_} gradients, "
-          f"{attack.n_forwards_} forward passes; figure: {path}")
+          f"L2 {np.linalg.norm(x_adv - x):.3f}, {history.n_gradients} gradients, "
+          f"{history.n_forwards} forward passes; figure: {path}")
 
 
 def security_curve(cnn, dnr, X, y, X_init, y_init, args, out):

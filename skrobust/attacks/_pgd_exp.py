@@ -1,10 +1,16 @@
 """L2 PGD with an exponential line search on the step (secml's PGDExp), and a
 loss aimed at classifiers with a reject option."""
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.utils import Bunch
 from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from ..utils._dask import is_dask_array
 
 from ._base import ATTACK_PARAMS, BaseAttack, finite
 from .functional import _per_sample_norm, project
@@ -267,9 +273,6 @@ class PGDExpTransformer(BaseAttack):
         projected onto the ``eps``-ball, and keep, per sample, the run with the
         higher loss (secml's ``double_init_ds``). Costs two attacks; it escapes the
         flat regions where RBF scores (DNR) have no gradient.
-    record_history : bool, default=False
-        Store the per-iteration loss and scores of the last ``transform`` /
-        ``generate`` call in ``loss_history_`` and ``scores_history_``.
     clip_min, clip_max : float, array-like of shape (n_features,) or None, default=0.0, 1.0
         Bounds of the input domain; None disables a bound.
     batch_size : int, default=256
@@ -291,14 +294,6 @@ class PGDExpTransformer(BaseAttack):
         Number of features seen in ``fit``.
     seed_ : int
         Seed drawn from ``random_state`` in ``fit``.
-    loss_history_ : ndarray of shape (n_iter + 1, n_samples)
-        Per-iteration loss of each sample (row 0: the clean input); only with
-        ``record_history=True``, after ``transform``/``generate``.
-    scores_history_ : ndarray of shape (n_iter + 1, n_samples, n_classes)
-        Per-iteration class scores; only with ``record_history=True``.
-    n_gradients_, n_forwards_ : int
-        Per-sample gradient and forward-only evaluations of the last call (the
-        attack's cost); only with ``record_history=True``.
 
     See Also
     --------
@@ -317,11 +312,11 @@ class PGDExpTransformer(BaseAttack):
     >>> from skrobust.attacks import PGDExpTransformer
     >>> X, y = make_classification(n_samples=100, n_features=5, random_state=0)
     >>> X = minmax_scale(X)
-    >>> attack = PGDExpTransformer(eps=0.5, n_iter=10, record_history=True, random_state=0)
-    >>> X_adv = attack.fit(X, y).generate(X, y)
-    >>> attack.loss_history_.shape
+    >>> attack = PGDExpTransformer(eps=0.5, n_iter=10, random_state=0).fit(X, y)
+    >>> X_adv, history = attack.generate_with_history(X, y)
+    >>> history.loss.shape
     (11, 100)
-    >>> bool((attack.loss_history_[-1] >= attack.loss_history_[0]).all())
+    >>> bool((history.loss[-1] >= history.loss[0]).all())
     True
     """
 
@@ -334,12 +329,11 @@ class PGDExpTransformer(BaseAttack):
         "loss": [StrOptions(set(LOSSES))],
         "early_stop": ["boolean"],
         "double_init": ["boolean"],
-        "record_history": ["boolean"],
     }
 
     def __init__(self, estimator=None, *, eps=2.0, step_size=0.1, min_step_size=None,
                  n_iter=30, max_line_search=20, loss="margin", norm=2, targeted=False,
-                 early_stop=False, double_init=False, record_history=False,
+                 early_stop=False, double_init=False,
                  clip_min=0.0, clip_max=1.0, batch_size=256, device="cpu",
                  random_state=None, verbose=0):
         self.estimator = estimator
@@ -353,7 +347,6 @@ class PGDExpTransformer(BaseAttack):
         self.targeted = targeted
         self.early_stop = early_stop
         self.double_init = double_init
-        self.record_history = record_history
         self.clip_min = clip_min
         self.clip_max = clip_max
         self.batch_size = batch_size
@@ -394,20 +387,48 @@ class PGDExpTransformer(BaseAttack):
             self.y_init_ = self._torch_model().encode(y, n_features=X.shape[1])
         return self
 
-    def _attack(self, X, y_index):
-        self._histories = [] if self.record_history else None
-        try:
-            X_adv = super()._attack(X, y_index)
-            if self.record_history:
-                parts = self._histories
-                self.loss_history_ = np.concatenate([p["loss"].numpy() for p in parts], axis=1)
-                self.scores_history_ = np.concatenate(
-                    [p["scores"].numpy() for p in parts], axis=1)
-                self.n_gradients_ = int(sum(p["n_gradients"] for p in parts))
-                self.n_forwards_ = int(sum(p["n_forwards"] for p in parts))
-        finally:
-            del self._histories
-        return X_adv
+    def generate_with_history(self, X, y=None):
+        """Adversarial examples and the trace of the attack, iteration by iteration.
+
+        The same examples as ``generate(X, y)`` (or ``transform(X)`` when ``y`` is
+        None); the trace is returned, never stored on the estimator, so the
+        transformer is not modified by the call.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs within ``[clip_min, clip_max]`` (in memory, not a Dask array).
+        y : array-like of shape (n_samples,) or None, default=None
+            True labels, or target labels when ``targeted=True``; None attacks the
+            victim's own predictions, as ``transform``.
+
+        Returns
+        -------
+        X_adv : ndarray of shape (n_samples, n_features)
+            Adversarial inputs, of X's float dtype.
+        history : :class:`~sklearn.utils.Bunch`
+            ``loss``, ndarray of shape (n_iter + 1, n_samples): the per-iteration
+            loss of each sample (row 0: the clean input; with ``double_init``, of
+            the run kept); ``scores``, ndarray of shape (n_iter + 1, n_samples,
+            n_classes): the per-iteration class scores; ``n_gradients`` and
+            ``n_forwards``: per-sample gradient and forward-only evaluations, the
+            attack's cost.
+        """
+        check_is_fitted(self)
+        if is_dask_array(X):
+            raise TypeError("generate_with_history needs an in-memory X, not a Dask "
+                            "array; compute it first, or use generate for lazy attacks.")
+        recorder = copy.copy(self)  # the trace is collected on a shallow copy
+        recorder._histories = []
+        X_adv = recorder.transform(X) if y is None else recorder.generate(X, y)
+        parts = recorder._histories
+        history = Bunch(
+            loss=np.concatenate([p["loss"].numpy() for p in parts], axis=1),
+            scores=np.concatenate([p["scores"].numpy() for p in parts], axis=1),
+            n_gradients=int(sum(p["n_gradients"] for p in parts)),
+            n_forwards=int(sum(p["n_forwards"] for p in parts)),
+        )
+        return X_adv, history
 
     def _perturb(self, module, x, y, generator, clip_min, clip_max):
         kwargs = dict(eps=self.eps, step_size=self.step_size, n_iter=self.n_iter,
@@ -433,6 +454,7 @@ class PGDExpTransformer(BaseAttack):
                 "n_gradients": history["n_gradients"] + second["n_gradients"],
                 "n_forwards": history["n_forwards"] + second["n_forwards"],
             }
-        if self._histories is not None:
-            self._histories.append(history)
+        histories = getattr(self, "_histories", None)  # only in generate_with_history
+        if histories is not None:
+            histories.append(history)
         return x_adv

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 
 from skrobust.attacks import PGDExpTransformer, PGDTransformer, reject_margin_loss
@@ -38,17 +39,18 @@ def victim(mnist_small, mlp_net):
 
 def test_budget_box_and_monotone_loss(victim):
     est, X, y = victim
-    attack = PGDExpTransformer(est, eps=1.5, n_iter=10, record_history=True)
-    X_adv = attack.fit(X, y).generate(X, y)
+    attack = PGDExpTransformer(est, eps=1.5, n_iter=10).fit(X, y)
+    X_adv, trace = attack.generate_with_history(X, y)
+    np.testing.assert_array_equal(X_adv, attack.generate(X, y))
     assert X_adv.dtype == X.dtype
     assert np.all(np.linalg.norm(X_adv - X, axis=1) <= 1.5 + 1e-5)
     assert X_adv.min() >= 0 and X_adv.max() <= 1
-    history = attack.loss_history_
+    history = trace.loss
     assert history.shape == (11, len(X))
     assert np.all(np.diff(history, axis=0) >= 0)
-    assert attack.scores_history_.shape == (11, len(X), 10)
+    assert trace.scores.shape == (11, len(X), 10)
     # one gradient per iteration at most, forward passes for the line search
-    assert attack.n_gradients_ <= 10 * len(X) and attack.n_forwards_ > attack.n_gradients_
+    assert trace.n_gradients <= 10 * len(X) and trace.n_forwards > trace.n_gradients
     acc_clean = np.mean(est.predict(X) == y)
     assert np.mean(est.predict(X_adv) == y) < acc_clean
 
@@ -58,6 +60,19 @@ def test_eps_zero_is_identity_and_no_history_by_default(victim):
     attack = PGDExpTransformer(est, eps=0.0, n_iter=3)
     np.testing.assert_array_equal(attack.fit(X, y).generate(X, y), X)
     assert not hasattr(attack, "loss_history_")
+
+
+def test_the_history_is_returned_never_stored_on_the_estimator(victim):
+    est, X, y = victim
+    attack = PGDExpTransformer(est, eps=1.0, n_iter=3).fit(X, y)
+    before = dict(vars(attack))
+    X_adv, trace = attack.generate_with_history(X, None)  # transform's labels
+    assert vars(attack).keys() == before.keys()
+    assert all(vars(attack)[k] is v for k, v in before.items())
+    np.testing.assert_array_equal(X_adv, attack.transform(X))
+    assert trace.loss.shape == (4, len(X))
+    with pytest.raises(NotFittedError):
+        PGDExpTransformer(est).generate_with_history(X, y)
 
 
 def test_at_least_as_strong_as_fixed_step_pgd_for_same_gradients(victim):
@@ -79,13 +94,13 @@ def test_targeted(victim):
 
 def test_double_init_keeps_the_better_run(victim):
     est, X, y = victim
-    kwargs = dict(eps=1.0, n_iter=5, record_history=True)
+    kwargs = dict(eps=1.0, n_iter=5)
     single = PGDExpTransformer(est, **kwargs)
     double = PGDExpTransformer(est, double_init=True, **kwargs)
-    single.fit(X, y).generate(X, y)
-    X_adv = double.fit(X, y).generate(X, y)
-    assert np.all(double.loss_history_[-1] >= single.loss_history_[-1] - 1e-5)
-    assert double.n_gradients_ > single.n_gradients_
+    _, one = single.fit(X, y).generate_with_history(X, y)
+    X_adv, two = double.fit(X, y).generate_with_history(X, y)
+    assert np.all(two.loss[-1] >= one.loss[-1] - 1e-5)
+    assert two.n_gradients > one.n_gradients
     assert np.all(np.linalg.norm(X_adv - X, axis=1) <= 1.0 + 1e-5)
     assert double.X_init_.shape == X.shape and not hasattr(single, "X_init_")
 
@@ -103,16 +118,16 @@ def test_functional_shrinks_step_when_needed():
 
 def test_early_stop_stops_at_success_and_saves_work(victim):
     est, X, y = victim
-    full = PGDExpTransformer(est, eps=2.0, n_iter=10, record_history=True)
-    early = PGDExpTransformer(est, eps=2.0, n_iter=10, early_stop=True, record_history=True)
-    X_full = full.fit(X, y).generate(X, y)
-    X_early = early.fit(X, y).generate(X, y)
-    assert early.n_gradients_ < full.n_gradients_
+    full = PGDExpTransformer(est, eps=2.0, n_iter=10)
+    early = PGDExpTransformer(est, eps=2.0, n_iter=10, early_stop=True)
+    X_full, full_trace = full.fit(X, y).generate_with_history(X, y)
+    X_early, early_trace = early.fit(X, y).generate_with_history(X, y)
+    assert early_trace.n_gradients < full_trace.n_gradients
     fooled_full = est.predict(X_full) != y
     fooled_early = est.predict(X_early) != y
     np.testing.assert_array_equal(fooled_early, fooled_full)
     # after its first success a sample's loss no longer changes
-    history = early.loss_history_
+    history = early_trace.loss
     for i in range(len(X)):
         first = np.argmax(history[:, i] > 0) if np.any(history[:, i] > 0) else None
         if first is not None:

@@ -244,13 +244,13 @@ def test_pgd_attacks_dnr_end_to_end(dnr, data):
 def test_reject_aware_attack_reduces_robust_accuracy(dnr, data):
     X, y = data[4][:40], data[5][:40]
     attack = PGDExpTransformer(FrozenEstimator(dnr), eps=1.0, step_size=0.05, n_iter=8,
-                               record_history=True, clip_min=None, clip_max=None)
-    X_adv = attack.fit(X, y).generate(X, y)
+                               clip_min=None, clip_max=None)
+    X_adv, history = attack.fit(X, y).generate_with_history(X, y)
     clean = robust_accuracy_with_rejection_score(y, dnr.predict(X))
     assert robust_accuracy_with_rejection_score(y, dnr.predict(X_adv)) < clean
     # the margin is positive exactly for accepted misclassified samples
     fooled = (dnr.predict(X_adv) != y) & (dnr.predict(X_adv) != -1)
-    np.testing.assert_array_equal(attack.loss_history_[-1] > 0, fooled)
+    np.testing.assert_array_equal(history.loss[-1] > 0, fooled)
 
 
 def test_torch_model_is_in_eval_mode_without_switching_the_net(data, net):
