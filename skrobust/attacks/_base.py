@@ -5,10 +5,11 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
+from sklearn.utils._set_output import _wrap_data_with_container
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 from tqdm.auto import tqdm
@@ -144,7 +145,7 @@ def _needs_fit(estimator):
     return not isinstance(estimator, (FrozenEstimator, torch.nn.Module))
 
 
-class BaseAttack(TransformerMixin, BaseEstimator):
+class BaseAttack(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Base class of the gradient attack transformers (not public).
 
     Subclasses implement ``_perturb(module, x, y, generator, clip_min, clip_max)``
@@ -365,11 +366,14 @@ class BaseAttack(TransformerMixin, BaseEstimator):
         if is_dask_array(X):
             check_is_fitted(self)
             return map_row_blocks(self.generate, X, y)
+        X_in = X
         X = self._validate_X(X)
         y = column_or_1d(y, warn=True)
         if len(y) != len(X):
             raise ValueError(f"X has {len(X)} samples but y has {len(y)}.")
-        return self._attack(X, self._torch_model().encode(y, n_features=X.shape[1]))
+        X_adv = self._attack(X, self._torch_model().encode(y, n_features=X.shape[1]))
+        # like transform: a DataFrame under set_output(transform="pandas")
+        return _wrap_data_with_container("transform", X_adv, X_in, self)
 
     def _attack(self, X, y_index):
         """Attack ``X`` batch by batch; memory is the output + O(batch_size x n_features).

@@ -1,6 +1,7 @@
 """Guarantees shared by every attack transformer (attacks/_base.py)."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -253,3 +254,26 @@ def test_float64_linf_budget_is_exact():
     for eps in (0.07, 0.1, 0.3):
         X_adv = FGSMTransformer(Linear(), eps=eps).fit(X, y).generate(X, y)
         assert np.abs(X_adv - X).max() <= eps
+
+
+def test_feature_names_and_pandas_output_through_a_pipeline():
+    pd = pytest.importorskip("pandas")
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    columns = [f"f{i}" for i in range(6)]
+    X = pd.DataFrame(X_UNIT, columns=columns, index=np.arange(100, 140))
+    attack = FGSMTransformer(Linear(), eps=0.05)
+    np.testing.assert_array_equal(attack.fit(X_UNIT, Y3).get_feature_names_out(),
+                                  [f"x{i}" for i in range(6)])
+    pipe = make_pipeline(attack, LogisticRegression()).set_output(transform="pandas")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "X does not have valid feature names"
+        pipe.fit(X, Y3).predict(X)
+    np.testing.assert_array_equal(pipe[:-1].get_feature_names_out(), columns)
+    fitted = pipe[0]
+    for X_adv in (fitted.transform(X), fitted.generate(X, Y3)):
+        assert isinstance(X_adv, pd.DataFrame)
+        assert list(X_adv.columns) == columns and list(X_adv.index) == list(X.index)
+        assert np.abs(X_adv.to_numpy() - X_UNIT).max() <= 0.05 + 1e-9
+    assert isinstance(fitted.set_output(transform="default").generate(X, Y3), np.ndarray)

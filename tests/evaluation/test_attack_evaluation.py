@@ -25,3 +25,17 @@ def test_eps_zero_changes_nothing(mlp_net, mnist_small):
     result = evaluate_attack(mlp_net, X[:50], y[:50], FGSMTransformer(eps=0.0))
     assert result.adversarial_accuracy == result.clean_accuracy
     assert result.l2 == 0.0
+
+
+def test_float64_input_against_a_frozen_skorch_net(mlp_net, mnist_small):
+    # skorch does not convert dtypes: the victim boundary casts to float32
+    from sklearn.frozen import FrozenEstimator
+
+    _, _, X, y = mnist_small
+    X, y = X[:60], y[:60]
+    as64 = evaluate_attack(FrozenEstimator(mlp_net), X.astype(np.float64), y,
+                           FGSMTransformer(eps=0.1))
+    as32 = evaluate_attack(FrozenEstimator(mlp_net), X, y, FGSMTransformer(eps=0.1))
+    assert as64.X_adv.dtype == np.float64
+    assert as64.clean_accuracy == as32.clean_accuracy
+    np.testing.assert_allclose(as64.X_adv, as32.X_adv, atol=1e-6)

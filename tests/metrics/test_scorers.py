@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import accuracy_score
@@ -72,3 +73,55 @@ def test_attack_in_a_pipeline_and_a_grid_over_eps(mlp_net, mnist_small):
     means = search.cv_results_["mean_test_score"]
     assert means[0] > means[1]  # eps=0 leaves the victim's accuracy intact
     assert clone(pipe).get_params()["fgsmtransformer__eps"] == 0.1
+
+
+def test_a_metric_that_is_not_callable_is_refused_at_construction():
+    with pytest.raises(ValueError, match="metric='nope' is not callable; pass a function "
+                                         r"metric\(y_true, response"):
+        make_adversarial_scorer(FGSMTransformer(), metric="nope")
+
+
+def _raw_tabular():
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_breast_cancer(return_X_y=True)
+    return X, y, make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+
+
+def test_a_failing_scorer_stops_a_search_with_error_score_raise():
+    # the default [0, 1] bounds on raw tabular features: the message names the
+    # tabular options, and error_score="raise" turns sklearn's NaN into the error
+    X, y, pipe = _raw_tabular()
+    scorer = make_adversarial_scorer(FGSMTransformer(eps=0.1))
+    search = GridSearchCV(pipe, {"logisticregression__C": [1.0]}, cv=2, scoring=scorer,
+                          error_score="raise")
+    with pytest.raises(ValueError, match='values above clip_max=1.0 .*clip_max="data".*'
+                                         'eps_scale="std"'):
+        search.fit(X, y)
+    tabular = FGSMTransformer(eps=0.1, clip_min="data", clip_max="data", eps_scale="std")
+    search.set_params(scoring=make_adversarial_scorer(tabular)).fit(X, y)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+def test_a_fitted_attack_keeps_the_scales_it_learned_on_the_training_data():
+    X, y, pipe = _raw_tabular()
+    X_train, y_train, X_test, y_test = X[:400], y[:400], X[400:], y[400:]
+    pipe.fit(X_train, y_train)
+    template = FGSMTransformer(eps=0.5, clip_min="data", clip_max="data", eps_scale="std")
+    fitted = clone(template).fit(X_train, y_train)
+    from skrobust.evaluation import evaluate_attack
+
+    X_adv = evaluate_attack(pipe, X_test, y_test, fitted).X_adv
+    change = np.abs(X_adv - X_test).max(axis=0)
+    np.testing.assert_allclose(change, 0.5 * X_train.std(axis=0), rtol=1e-6)
+    assert not np.allclose(change, 0.5 * X_test.std(axis=0), rtol=1e-2)
+    # unfitted: learned on the scored (test) rows
+    X_adv = evaluate_attack(pipe, X_test, y_test, template).X_adv
+    np.testing.assert_allclose(np.abs(X_adv - X_test).max(axis=0),
+                               0.5 * X_test.std(axis=0), rtol=1e-6)
+    with pytest.raises(ValueError, match="X has 5 features, which the victim"):
+        evaluate_attack(pipe, X_test[:, :5], y_test, fitted)
+    score = make_adversarial_scorer(fitted)(pipe, X_test, y_test)
+    assert 0 <= score < pipe.score(X_test, y_test)
