@@ -2,9 +2,11 @@
 
 import gzip
 import hashlib
+import math
 import os
 import shutil
 import urllib.request
+import zlib
 from importlib import resources
 from pathlib import Path
 
@@ -67,6 +69,9 @@ def _open(path):
 def read_idx(path, magic, n_expected=None):
     """Read an IDX file (optionally gzip-compressed) into a uint8 array.
 
+    Every field is checked before use; a file that is not a complete IDX file of the
+    expected kind raises a ``ValueError`` naming the file and what is wrong.
+
     Parameters
     ----------
     path : path-like
@@ -74,31 +79,56 @@ def read_idx(path, magic, n_expected=None):
     magic : int
         Expected magic number (2051 for images, 2049 for labels).
     n_expected : int, optional
-        Expected number of items.
+        Expected number of items. With it, at most the bytes of that many 28x28
+        images (or labels) are decompressed.
 
     Returns
     -------
     ndarray of uint8 of shape (n,) or (n, rows, cols)
+
+    Raises
+    ------
+    ValueError
+        If the file is not valid gzip, is shorter than an IDX header, has another
+        magic number, holds more or fewer bytes than its header announces, or holds
+        another number of items than ``n_expected``.
     """
     path = Path(path)
-    with _open(path) as f:
-        raw = f.read()
-    header = np.frombuffer(raw[:8], dtype=">i4")
-    if len(header) < 2 or header[0] != magic:
-        found = int(header[0]) if len(header) else None
-        raise ValueError(f"{path} is not an IDX file with magic number {magic} (found {found}).")
     n_dims = 3 if magic == IMAGE_MAGIC else 1
-    dims = np.frombuffer(raw[4:4 + 4 * n_dims], dtype=">i4").astype(int)
     offset = 4 + 4 * n_dims
-    payload = np.frombuffer(raw, dtype=np.uint8, offset=offset)
-    if payload.size != int(np.prod(dims)):
+    limit = -1
+    if n_expected is not None:  # never decompress more than the expected file
+        limit = offset + n_expected * (28 * 28 if magic == IMAGE_MAGIC else 1) + 1
+    try:
+        with _open(path) as f:
+            raw = f.read(limit)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise ValueError(
-            f"{path} is truncated or corrupt: header announces {tuple(dims)} "
-            f"({int(np.prod(dims))} bytes) but holds {payload.size}."
+            f"{path} is not a valid gzip file ({type(exc).__name__}: {exc}); it is "
+            "truncated or corrupt: delete it and copy or download it again."
+        ) from exc
+    if len(raw) >= 4 and int.from_bytes(raw[:4], "big") != magic:
+        raise ValueError(f"{path} is not an IDX file with magic number {magic} "
+                         f"(found {int.from_bytes(raw[:4], 'big')}).")
+    if len(raw) < offset:
+        raise ValueError(
+            f"{path} is too short for an IDX file: {len(raw)} bytes, where the header "
+            f"alone takes {offset}; it is truncated or not an MNIST file."
         )
+    dims = tuple(int(d) for d in np.frombuffer(raw[4:offset], dtype=">i4"))
+    if min(dims) < 0:
+        raise ValueError(f"{path} has a corrupt header: negative dimensions {dims}.")
     if n_expected is not None and dims[0] != n_expected:
         raise ValueError(f"{path} holds {dims[0]} items, expected {n_expected}.")
-    return payload.reshape(tuple(dims))
+    payload = np.frombuffer(raw, dtype=np.uint8, offset=offset)
+    size = math.prod(dims)
+    if payload.size != size:
+        held = f"more than {size}" if payload.size > size else str(payload.size)
+        raise ValueError(
+            f"{path} is truncated or corrupt: header announces {dims} "
+            f"({size} bytes) but holds {held}."
+        )
+    return payload.reshape(dims)
 
 
 def _find(folder, name):
@@ -152,6 +182,14 @@ def _locate(split, data_home, download):
             found = _find(folder, images), _find(folder, labels)
             if all(found):
                 return found
+            if any(found):  # a partial copy is an error, never a silent fallback
+                present = found[0] or found[1]
+                missing = labels if found[0] else images
+                raise ValueError(
+                    f"{folder} holds {present.name} but not {missing}[.gz]: MNIST "
+                    f"{split} needs both files. Add the missing file or remove the "
+                    "partial copy."
+                )
     if split == "test":
         folder = _embedded_folder()
         return _find(folder, images), _find(folder, labels)
@@ -203,6 +241,16 @@ def load_mnist(*, split="train", data_home=None, download=True, return_X_y=False
         (n, 28, 28) float32, ``DESCR`` and ``filename`` (the images file read).
     (data, target) : tuple if ``return_X_y`` is True
 
+    Raises
+    ------
+    FileNotFoundError
+        If no root holds the training set and ``download=False``.
+    ValueError
+        If a file found is damaged (not valid gzip, truncated, another magic number,
+        another number of items, a label outside 0-9) or a folder holds only one of
+        the two files of the split; the message names the file. A damaged or partial
+        copy is never silently replaced by another source.
+
     Examples
     --------
     >>> from skrobust.datasets import load_mnist
@@ -218,6 +266,13 @@ def load_mnist(*, split="train", data_home=None, download=True, return_X_y=False
     labels = read_idx(labels_path, LABEL_MAGIC, n)
     if images.shape[1:] != (28, 28):
         raise ValueError(f"{images_path} holds images of shape {images.shape[1:]}, not (28, 28).")
+    if len(images) != len(labels):
+        raise ValueError(f"{images_path} holds {len(images)} images but {labels_path} "
+                         f"holds {len(labels)} labels.")
+    if labels.size and labels.max() > 9:
+        bad = int(np.argmax(labels > 9))
+        raise ValueError(f"{labels_path} holds label {int(labels[bad])} at item {bad}; "
+                         "MNIST labels are digits 0-9. The file is corrupt.")
     images = images.astype(np.float32) / np.float32(255.0)
     data = images.reshape(n, -1)
     target = labels.astype(np.int64)
