@@ -1,19 +1,39 @@
+import numbers
 import time
+from collections import OrderedDict
 from dataclasses import replace
 
 import numpy as np
+import torch
 from sklearn.base import clone
+from sklearn.frozen import FrozenEstimator
+from sklearn.pipeline import Pipeline
 from sklearn.utils import Bunch
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
-from ..attacks import APGDTransformer, FGSMTransformer, PGDTransformer
+from ..attacks import (
+    AdaptiveRejectionTransformer,
+    APGDTransformer,
+    FGSMTransformer,
+    PGDTransformer,
+    SquareAttackTransformer,
+)
 from ..attacks._base import _bound, attack_estimator, resolve_norm
-from ..utils._differentiable import as_torch_model
+from ..utils._differentiable import TorchModel, as_torch_model
+from ..utils._sklearn_torch import (
+    check_convertible,
+    sklearn_to_torch,
+)
 from ..utils._torch import eval_mode, to_tensor
 from ._sanity import (
+    ResolvedVictim,
+    SanityCheck,
+    check_flat_scores,
+    check_gradients,
     check_input_bounds,
     check_iterative_stronger,
     predict_labels,
+    resolve_victim,
     run_sanity_checks,
 )
 
@@ -149,6 +169,7 @@ def configure_attacks(attacks, *, eps, norm, clip_min, clip_max, random_state,
 
 def evaluate_robustness(estimator, X, y, *, eps, norm="inf", attacks=None, clip_min=0.0,
                         clip_max=1.0, reject_label=None, sanity_checks=True,
+                        escalate=True, surrogate=None, non_differentiable=None,
                         random_state=None):
     """Worst-case robust accuracy over an ensemble of attacks (the AutoAttack protocol).
 
@@ -156,16 +177,30 @@ def evaluate_robustness(estimator, X, y, *, eps, norm="inf", attacks=None, clip_
     classified on clean data and not yet fooled), so the cost falls as samples
     fall; a sample is robust only if it survives every attack. Each attack is
     cloned, given the budget ``eps`` and the bounds, and run against a frozen
-    ``estimator`` with the true labels.
+    ``estimator`` with the true labels. The victim is resolved into its torch
+    model once and shared by the sanity checks and every attack.
+
+    When a sanity check detects masked or obfuscated gradients (zero or NaN
+    gradients, flat cross-entropy scores, a mismatch at ``eps=0``, FGSM beating the
+    iterative attacks), the evaluation escalates (``escalate=True``): on the
+    samples still standing it runs the gradient attacks of the ensemble through
+    the declared non-differentiable parts with straight-through gradients (BPDA),
+    transfers their adversarial examples from the same network without those
+    parts, and runs the Square Attack with a larger budget and a restart. A
+    ``surrogate`` given by the user is always attacked and its examples
+    transferred. Every escalated attack is listed in ``escalations`` with its
+    reason, and ``robust_accuracy`` is the worst case per sample over everything
+    run (adversarial examples are always judged on ``estimator`` itself).
 
     Parameters
     ----------
     estimator : fitted classifier or torch.nn.Module
         The victim: a fitted skorch net, a skrobust estimator, a torch module
-        returning logits (labels are then column indices), each optionally wrapped
-        in ``FrozenEstimator``. It is neither refitted nor modified.
+        returning logits (labels are then column indices), a scikit-learn
+        pipeline, each optionally wrapped in ``FrozenEstimator``. It is neither
+        refitted nor modified.
     X : array-like of shape (n_samples, n_features)
-        Clean inputs inside ``[clip_min, clip_max]``.
+        Clean inputs inside ``[clip_min, clip_max]``, finite.
     y : array-like of shape (n_samples,)
         True labels.
     eps : float
@@ -177,7 +212,7 @@ def evaluate_robustness(estimator, X, y, *, eps, norm="inf", attacks=None, clip_
         target classes), FGSM and, for Linf, the black-box Square Attack (see
         :func:`default_attacks`), with norm ``norm``.
     clip_min, clip_max : float, array-like of shape (n_features,) or None, default=0.0, 1.0
-        The input domain, set on every attack.
+        The input domain, set on every attack; ``clip_min <= clip_max``.
     reject_label : int, str or None, default=None
         For classifiers with a reject option: the label of a rejection. A rejected
         clean sample is an error; a rejected adversarial example counts as robust.
@@ -186,6 +221,25 @@ def evaluate_robustness(estimator, X, y, *, eps, norm="inf", attacks=None, clip_
         after the attacks, warning with a :class:`RobustnessWarning` on failure.
         The input-bounds check always runs: inputs outside the bounds are warned
         about and the bounds are widened to cover them.
+    escalate : bool, default=True
+        Escalate when gradient masking is detected (see above). With
+        ``sanity_checks=False`` the cheap gradient checks still run, silently, to
+        decide. False keeps the plain protocol: the ensemble and nothing else.
+    surrogate : fitted classifier or torch.nn.Module or None, default=None
+        A differentiable model with the victim's classes (e.g. the same network
+        trained without the defense): the gradient attacks of the ensemble run on
+        it and their examples are transferred to ``estimator``. Needs
+        ``escalate=True``.
+    non_differentiable : list of str or None, default=None
+        Names of the victim's non-differentiable or gradient-masking parts:
+        submodules of its torch module (as in ``named_modules()``; for a converted
+        scikit-learn pipeline, its step names) whose output has the shape of their
+        input (input quantisation, a clamped log-softmax on the logits). None:
+        the submodules with an attribute ``skrobust_non_differentiable = True``,
+        and the steps of a scikit-learn pipeline that cannot be differentiated
+        (e.g. a rounding ``FunctionTransformer``) before a differentiable final
+        part; such a pipeline is attacked with straight-through gradients
+        through those steps from the start. Used by the escalation.
     random_state : int or None, default=None
         Set on every attack that has a ``random_state`` (random starts).
 
@@ -193,7 +247,7 @@ def evaluate_robustness(estimator, X, y, *, eps, norm="inf", attacks=None, clip_
     -------
     result : :class:`~sklearn.utils.Bunch`
         - ``clean_accuracy``, ``robust_accuracy`` : float
-        - ``attacks`` : list of the attack names, in order
+        - ``attacks`` : list of the attack names, in order (escalated ones last)
         - ``accuracy`` : dict, robust accuracy after each attack (cumulative)
         - ``n_attacked``, ``n_fooled``, ``seconds_per_attack`` : dicts by attack
         - ``correct`` : bool array, correct on clean data
@@ -205,6 +259,10 @@ def evaluate_robustness(estimator, X, y, *, eps, norm="inf", attacks=None, clip_
         - ``y_pred``, ``y_pred_adv`` : predictions on X and on ``X_adv``
         - ``seconds`` : total attack time; ``eps``, ``norm``, ``n_samples``
         - ``sanity_checks`` : list of :class:`SanityCheck`
+        - ``escalations`` : list of dicts ``{"attack": name, "reason": why}``, one
+          per escalated attack (empty when nothing was escalated)
+        - ``plain_robust_accuracy`` : robust accuracy after the ensemble alone,
+          before any escalation
 
     See Also
     --------
@@ -214,6 +272,9 @@ def evaluate_robustness(estimator, X, y, *, eps, norm="inf", attacks=None, clip_
     ----------
     F. Croce and M. Hein, "Reliable evaluation of adversarial robustness with an
     ensemble of diverse parameter-free attacks", ICML 2020.
+
+    A. Athalye, N. Carlini and D. Wagner, "Obfuscated gradients give a false sense
+    of security: circumventing defenses to adversarial examples", ICML 2018.
 
     Examples
     --------
@@ -226,8 +287,8 @@ def evaluate_robustness(estimator, X, y, *, eps, norm="inf", attacks=None, clip_
     >>> victim = FGSMTransformer(random_state=0).fit(X, y).estimator_
     >>> attacks = [APGDTransformer(n_iter=20), FGSMTransformer()]
     >>> result = evaluate_robustness(victim, X, y, eps=0.1, attacks=attacks, random_state=0)
-    >>> result.attacks
-    ['APGD-CE', 'FGSM']
+    >>> result.attacks, result.escalations
+    (['APGD-CE', 'FGSM'], [])
     >>> result.robust_accuracy <= min(result.accuracy.values()) <= result.clean_accuracy
     True
     """
@@ -236,13 +297,23 @@ def evaluate_robustness(estimator, X, y, *, eps, norm="inf", attacks=None, clip_
     return _evaluate(estimator, X, y, eps=eps, norm=norm, attacks=attacks, clip_min=lo,
                      clip_max=hi, reject_label=reject_label, sanity_checks=sanity_checks,
                      model_checks=sanity_checks, random_state=random_state,
-                     bounds_check=bounds_check)
+                     bounds_check=bounds_check, escalate=escalate, surrogate=surrogate,
+                     non_differentiable=non_differentiable)
 
 
 def _check_X_y(X, y):
     X = np.asarray(X)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {X.shape}.")
+    if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+        raise TypeError(f"X must hold real numbers; got dtype {X.dtype}.")
+    finite = np.isfinite(X).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise ValueError(
+            f"X contains NaN or infinite values in {len(bad)} of {len(X)} rows (first: "
+            f"row {bad[0]}); an attack cannot start from them. Remove or impute those "
+            "rows before evaluating.")
     y = column_or_1d(y)
     check_consistent_length(X, y)
     return X, y
@@ -252,6 +323,10 @@ def _domain(X, clip_min, clip_max):
     """Validated bounds, widened to cover X (with a warning) when X lies outside."""
     lo = _bound(clip_min, "clip_min", X.shape[1])
     hi = _bound(clip_max, "clip_max", X.shape[1])
+    if lo is not None and hi is not None and np.any(np.asarray(lo) > np.asarray(hi)):
+        raise ValueError(
+            f"clip_min > clip_max ({clip_min!r} > {clip_max!r}); the lower bound must not "
+            "exceed the upper bound.")
     bounds_check = check_input_bounds(X, clip_min=clip_min, clip_max=clip_max)
     if not bounds_check.passed and len(X):
         # widen the box to the data, so the attacks run; the warning says why
@@ -260,79 +335,388 @@ def _domain(X, clip_min, clip_max):
     return lo, hi, bounds_check
 
 
+# Checks whose failure means masked or obfuscated gradients (the name up to " (")
+MASKING_CHECKS = ("gradients", "cross-entropy gradients", "eps=0 reproduces clean accuracy",
+                  "iterative attacks beat FGSM")
+NON_DIFFERENTIABLE_MARK = "skrobust_non_differentiable"
+# The escalated Square Attack: at least AutoAttack's budget, run twice (new seed)
+ESCALATED_SQUARE_QUERIES = 5000
+ESCALATED_SQUARE_RUNS = 2
+
+
+class _Rewired(torch.nn.Module):
+    """A victim's module with declared parts made straight-through or skipped.
+
+    ``mode="bpda"``: each part computes its output in the forward pass and passes
+    the gradient unchanged in the backward pass (x + (f(x) - x).detach()).
+    ``mode="skip"``: each part is the identity (the network without it). The
+    parts' forward hooks live only during a call; the module itself is shared,
+    never copied or changed.
+    """
+
+    def __init__(self, module, names, mode):
+        super().__init__()
+        self.inner = module
+        self.names = tuple(names)
+        self.mode = mode
+
+    def _hook(self, name):
+        def hook(module, args, output):
+            x = args[0]
+            if not isinstance(output, torch.Tensor) or output.shape != x.shape:
+                raise ValueError(
+                    f"non_differentiable part {name!r} changes the shape of its input "
+                    f"({tuple(x.shape)} -> {tuple(getattr(output, 'shape', ()))}); only "
+                    "parts whose output has the shape of their input can be skipped or "
+                    "passed straight through.")
+            return x if self.mode == "skip" else x + (output - x).detach()
+        return hook
+
+    def forward(self, x):
+        parts = dict(self.inner.named_modules())
+        handles = [parts[name].register_forward_hook(self._hook(name)) for name in self.names]
+        try:
+            return self.inner(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+class _StraightThroughStep(torch.autograd.Function):
+    """A fitted scikit-learn transformer in the forward pass, the identity backward."""
+
+    @staticmethod
+    def forward(ctx, x, step):
+        out = np.asarray(step.transform(x.detach().cpu().numpy()), dtype=np.float32)
+        return torch.from_numpy(out).to(x.device)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+class _NumpyStep(torch.nn.Module):
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def forward(self, x):
+        return _StraightThroughStep.apply(x, self.step)
+
+
+def _split_pipeline(pipeline):
+    """``(k, model)``: ``pipeline.steps[k:]`` (``k >= 1``) is the longest tail that is
+    a differentiable classifier, ``model`` its :class:`TorchModel`; or None."""
+    steps = pipeline.steps
+    for k in range(1, len(steps)):
+        tail = steps[k][1] if k == len(steps) - 1 else Pipeline(steps[k:])
+        try:
+            return k, as_torch_model(tail)
+        except TypeError:
+            continue
+    return None
+
+
+def _pipeline_models(pipeline, X):
+    """Straight-through and skipped torch models of a pipeline whose first steps
+    cannot be differentiated, with the names of those steps; None if not such a
+    pipeline (or a step changes the width, which straight-through cannot pass)."""
+    split = _split_pipeline(pipeline)
+    if split is None:
+        return None
+    k, tail = split
+    tail_module, device = tail.module, tail.device
+    bpda, skip, names = [], [], []
+    row = np.asarray(X[:1], dtype=np.float64)
+    for name, step in pipeline.steps[:k]:
+        if step is None or step == "passthrough":
+            continue
+        try:
+            check_convertible(step, name, final=False)
+        except TypeError:
+            if len(row) and np.shape(step.transform(row)) != row.shape:
+                return None
+            names.append(name)
+            bpda.append((name, _NumpyStep(step)))
+            skip.append((name, torch.nn.Identity()))
+        else:
+            converted = sklearn_to_torch(step)
+            bpda.append((name, converted))
+            skip.append((name, converted))
+        row = np.asarray(step.transform(row), dtype=np.float64) if len(row) else row
+    if not names:
+        return None
+    def model(parts):
+        return TorchModel(torch.nn.Sequential(OrderedDict([*parts, ("classifier", tail_module)])),
+                          device, tail.classes)
+    return model(bpda), model(skip), names
+
+
+def _declared_parts(model, non_differentiable):
+    """Names of the declared non-differentiable submodules of ``model.module``."""
+    modules = dict(model.module.named_modules())
+    if non_differentiable is None:
+        return [name for name, m in modules.items()
+                if name and getattr(m, NON_DIFFERENTIABLE_MARK, False)]
+    if isinstance(non_differentiable, str):
+        non_differentiable = [non_differentiable]
+    names = list(non_differentiable)
+    unknown = [n for n in names if n not in modules or n == ""]
+    if unknown:
+        known = [n for n in modules if n][:10]
+        raise ValueError(
+            f"non_differentiable={names!r} names {unknown!r}, which are not submodules of "
+            f"the victim's module; its submodules include {known}.")
+    return names
+
+
+def _resolve(estimator, X, *, escalate, non_differentiable):
+    """The victim resolved once, its declared non-differentiable parts and the
+    straight-through and skipped models built from them."""
+    victim = resolve_victim(estimator)
+    plan = Bunch(victim=victim, parts=[], bpda=None, skip=None, pipeline=False)
+    if not escalate:
+        return plan
+    if isinstance(victim, ResolvedVictim):
+        parts = _declared_parts(victim.model, non_differentiable)
+        if parts:
+            model = victim.model
+            plan.parts = parts
+            plan.bpda = TorchModel(_Rewired(model.module, parts, "bpda"), model.device,
+                                   model.classes)
+            plan.skip = TorchModel(_Rewired(model.module, parts, "skip"), model.device,
+                                   model.classes)
+        return plan
+    inner = estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
+    if isinstance(inner, Pipeline) and non_differentiable is None:
+        models = _pipeline_models(inner, X)
+        if models is not None:
+            bpda, skip, names = models
+            # attack through the non-differentiable steps from the start
+            plan.update(victim=ResolvedVictim(estimator, bpda), parts=names, bpda=bpda,
+                        skip=skip, pipeline=True)
+    elif non_differentiable is not None:
+        raise ValueError(
+            "non_differentiable names parts of a differentiable victim, but "
+            f"{type(inner).__name__} has no torch gradient.")
+    return plan
+
+
+def _masking_reasons(checks):
+    """Short reasons from the failed masking checks."""
+    return [f"{c.name} check failed" for c in checks
+            if c.passed is False and c.name.split(" (")[0] in MASKING_CHECKS]
+
+
+def _is_black_box(attack):
+    return isinstance(attack, SquareAttackTransformer)
+
+
+def _escalated_square(attacks, *, eps, norm, clip_min, clip_max):
+    """The Square Attack with at least AutoAttack's 5000 queries (twice the
+    ensemble's own, if more); None when it cannot take ``norm``."""
+    base = next((a for _, a in attacks if _is_black_box(a)), None)
+    square = SquareAttackTransformer() if base is None else clone(base)
+    params = square.get_params(deep=False)
+    if "norm" in params:
+        square.set_params(norm=norm)
+    elif norm != "inf":
+        return None
+    own = 0 if base is None else int(params.get("n_queries", 0) or 0)
+    queries = max(ESCALATED_SQUARE_QUERIES, 2 * own)
+    return square.set_params(eps=eps, clip_min=clip_min, clip_max=clip_max,
+                             n_queries=queries)
+
+
+def _offset_seed(random_state, offset):
+    if isinstance(random_state, numbers.Integral):
+        return int(random_state) + offset
+    return random_state
+
+
+def _escalation_stages(plan, attacks, *, reasons, surrogate, eps, norm, clip_min,
+                       clip_max, random_state):
+    """``(name, attack, victim, reason)`` of each escalated attack, in order."""
+    gradient = [(name, attack) for name, attack in attacks if not _is_black_box(attack)]
+    stages = []
+    if surrogate is not None:
+        for name, attack in gradient:
+            stages.append((f"{name} (transfer from surrogate)", attack, surrogate,
+                           "a surrogate was given: its adversarial examples are "
+                           "transferred"))
+    if not reasons:
+        return stages
+    why = "; ".join(reasons)
+    parts = ", ".join(repr(p) for p in plan.parts)
+    if plan.bpda is not None and not plan.pipeline:
+        for name, attack in gradient:
+            stages.append((f"{name} (BPDA)", attack, ResolvedVictim(None, plan.bpda),
+                           f"{why}: straight-through gradients through {parts}"))
+    if plan.skip is not None:
+        for name, attack in gradient:
+            stages.append((f"{name} (transfer without {parts})", attack,
+                           ResolvedVictim(None, plan.skip),
+                           f"{why}: examples of the network without {parts}, transferred"))
+    square = _escalated_square(attacks, eps=eps, norm=norm, clip_min=clip_min,
+                               clip_max=clip_max)
+    if square is not None:
+        queries = square.get_params()["n_queries"]
+        for restart in range(ESCALATED_SQUARE_RUNS):
+            run = clone(square)
+            if "random_state" in run.get_params(deep=False):
+                run.set_params(random_state=_offset_seed(random_state, restart + 1))
+            stages.append((f"Square-{queries} (run {restart + 1})", run, None,
+                           f"{why}: black-box random search with a larger budget"))
+    return stages
+
+
 def _evaluate(estimator, X, y, *, eps, norm, attacks, clip_min, clip_max, reject_label,
-              sanity_checks, model_checks, random_state, bounds_check, y_pred=None):
+              sanity_checks, model_checks, random_state, bounds_check, y_pred=None,
+              escalate=True, surrogate=None, non_differentiable=None):
     eps = _check_eps(eps)
+    if surrogate is not None and not escalate:
+        raise ValueError("surrogate is used by the escalation; set escalate=True, or "
+                         "surrogate=None for the plain protocol.")
+    plan = _resolve(estimator, X, escalate=escalate, non_differentiable=non_differentiable)
+    victim = plan.victim
+    default_ensemble = attacks is None
     attacks = configure_attacks(attacks, eps=eps, norm=norm, clip_min=clip_min,
                                 clip_max=clip_max, random_state=random_state,
-                                n_classes=lambda: _n_outputs(estimator, X.shape[1]))
+                                n_classes=lambda: _n_outputs(victim, X.shape[1]))
+    if default_ensemble and reject_label is not None:
+        # a reject option defeats non-adaptive attacks: add the two-stage one
+        attacks += configure_attacks([AdaptiveRejectionTransformer(norm=resolve_norm(norm))],
+                                     eps=eps, norm=norm, clip_min=clip_min, clip_max=clip_max,
+                                     random_state=random_state, n_classes=None)
+    if surrogate is not None:
+        surrogate = resolve_victim(surrogate)
+        if not isinstance(surrogate, ResolvedVictim):
+            raise TypeError(
+                f"surrogate={type(surrogate).__name__} has no torch gradient; give a "
+                "differentiable model (a torch module, a skorch net, a pipeline of "
+                "differentiable steps).")
     checks = [bounds_check]
     if model_checks:
-        checks += run_sanity_checks(estimator, X, y, attack=attacks[0][1],
+        checks += run_sanity_checks(victim, X, y, attack=attacks[0][1],
                                     clip_min=clip_min, clip_max=clip_max)[1:]
 
     if y_pred is None:
-        y_pred = predict_labels(estimator, X)
-    correct = y_pred == y
-    standing = correct.copy()
-    broken_by = np.full(len(X), None, dtype=object)
-    broken_by[~correct] = "clean"
-    X_adv = X.copy()
-    y_pred_adv = y_pred.copy()
-    accuracy, n_attacked, n_fooled, seconds = {}, {}, {}, {}
+        y_pred = predict_labels(victim, X)
+    state = _State(victim, X, y, y_pred, reject_label)
     single_fooled = np.zeros(len(X), dtype=bool)
     iterative_fooled = np.zeros(len(X), dtype=bool)
     single_after_iterative = False
     seen_iterative = False
     for name, attack in attacks:
-        index = np.flatnonzero(standing)
-        n_attacked[name] = len(index)
-        start = time.perf_counter()
-        if len(index):
-            X_a = attack_estimator(attack, estimator, X[index], y[index])
-            pred = predict_labels(estimator, X_a)
-            ok = pred == y[index]
-            if reject_label is not None:
-                ok |= np.asarray(pred.astype(object) == reject_label, dtype=bool)
-            X_adv[index] = X_a
-            y_pred_adv[index] = pred
-            fooled = index[~ok]
-            standing[fooled] = False
-            broken_by[fooled] = name
-        else:
-            fooled = np.zeros(0, dtype=int)
-        seconds[name] = time.perf_counter() - start
-        n_fooled[name] = len(fooled)
-        accuracy[name] = float(standing.mean()) if len(X) else 0.0
+        target = estimator if _is_black_box(attack) else victim
+        fooled = state.run(name, attack, target)
         if isinstance(attack, ITERATIVE):
             seen_iterative = True
             iterative_fooled[fooled] = True
         elif isinstance(attack, SINGLE_STEP):
             single_after_iterative |= seen_iterative
             single_fooled[fooled] = True
-    if sanity_checks and single_after_iterative:
-        check = check_iterative_stronger(single_fooled, iterative_fooled)
-        checks.append(replace(check, name=f"{check.name} (eps={eps:g})"))
+    if single_after_iterative and (sanity_checks or escalate):
+        check = check_iterative_stronger(single_fooled, iterative_fooled, warn=sanity_checks)
+        check = replace(check, name=f"{check.name} (eps={eps:g})")
+        if sanity_checks:
+            checks.append(check)
+    else:
+        check = None
+    plain_robust = state.robust_accuracy()
+
+    escalations = []
+    if escalate:
+        reasons = []
+        if plan.pipeline:
+            reasons.append(f"pipeline steps {plan.parts} cannot be differentiated (every "
+                           "gradient attack went through them with straight-through "
+                           "gradients)")
+        masking = checks if model_checks else checks + _silent_masking_checks(victim, X, y)
+        if check is not None and not sanity_checks:
+            masking = masking + [check]
+        reasons += _masking_reasons(masking)
+        for name, attack, target, reason in _escalation_stages(
+                plan, attacks, reasons=reasons, surrogate=surrogate, eps=eps, norm=norm,
+                clip_min=clip_min, clip_max=clip_max, random_state=random_state):
+            if not state.standing.any():
+                break
+            escalations.append({"attack": name, "reason": reason})
+            state.run(name, attack, estimator if target is None else target)
     return Bunch(
-        clean_accuracy=float(correct.mean()) if len(X) else 0.0,
-        robust_accuracy=float(standing.mean()) if len(X) else 0.0,
-        attacks=[name for name, _ in attacks],
-        accuracy=accuracy,
-        n_attacked=n_attacked,
-        n_fooled=n_fooled,
-        seconds_per_attack=seconds,
-        seconds=float(sum(seconds.values())),
-        correct=correct,
-        robust=standing,
-        broken_by=broken_by,
-        X_adv=X_adv,
+        clean_accuracy=float(state.correct.mean()) if len(X) else 0.0,
+        robust_accuracy=state.robust_accuracy(),
+        attacks=list(state.accuracy),
+        accuracy=state.accuracy,
+        n_attacked=state.n_attacked,
+        n_fooled=state.n_fooled,
+        seconds_per_attack=state.seconds,
+        seconds=float(sum(state.seconds.values())),
+        correct=state.correct,
+        robust=state.standing,
+        broken_by=state.broken_by,
+        X_adv=state.X_adv,
         y_pred=y_pred,
-        y_pred_adv=y_pred_adv,
+        y_pred_adv=state.y_pred_adv,
         eps=eps,
         norm=resolve_norm(norm),
         n_samples=len(X),
         sanity_checks=checks,
+        escalations=escalations,
+        plain_robust_accuracy=plain_robust,
     )
+
+
+def _silent_masking_checks(victim, X, y):
+    """The cheap gradient checks, without warnings (to decide on escalation)."""
+    if not isinstance(victim, ResolvedVictim) or len(X) == 0:
+        return []
+    return [check_gradients(victim, X, warn=False),
+            check_flat_scores(victim, X, y, warn=False)]
+
+
+class _State:
+    """Per-sample bookkeeping of the worst case: who still stands, who fooled whom.
+
+    Each attack runs on the samples still standing; its examples are judged on the
+    victim's own predictions (``reject_label`` counts as robust).
+    """
+
+    def __init__(self, victim, X, y, y_pred, reject_label):
+        self.victim, self.X, self.y, self.reject_label = victim, X, y, reject_label
+        self.correct = y_pred == y
+        self.standing = self.correct.copy()
+        self.broken_by = np.full(len(X), None, dtype=object)
+        self.broken_by[~self.correct] = "clean"
+        self.X_adv = X.copy()
+        self.y_pred_adv = y_pred.copy()
+        self.accuracy, self.n_attacked, self.n_fooled, self.seconds = {}, {}, {}, {}
+
+    def robust_accuracy(self):
+        return float(self.standing.mean()) if len(self.X) else 0.0
+
+    def run(self, name, attack, target):
+        """Run ``attack`` against ``target`` on the standing samples; return the
+        indices it fooled (on the victim)."""
+        index = np.flatnonzero(self.standing)
+        self.n_attacked[name] = len(index)
+        start = time.perf_counter()
+        fooled = np.zeros(0, dtype=int)
+        if len(index):
+            X_a = attack_estimator(attack, target, self.X[index], self.y[index])
+            pred = predict_labels(self.victim, X_a)
+            ok = pred == self.y[index]
+            if self.reject_label is not None:
+                ok |= np.asarray(pred.astype(object) == self.reject_label, dtype=bool)
+            self.X_adv[index] = X_a
+            self.y_pred_adv[index] = pred
+            fooled = index[~ok]
+            self.standing[fooled] = False
+            self.broken_by[fooled] = name
+        self.seconds[name] = time.perf_counter() - start
+        self.n_fooled[name] = len(fooled)
+        self.accuracy[name] = self.robust_accuracy()
+        return fooled
 
 
 def format_robustness_table(result, *, title=None):
@@ -348,4 +732,11 @@ def format_robustness_table(result, *, title=None):
         n_text = "" if n != n else str(n)
         sec_text = "" if sec != sec else f"{sec:.2f}"
         lines.append(f"{name:<{width}}  {100 * acc:7.2f}%  {n_text:>8}  {sec_text:>7}")
+    escalations = result.get("escalations", [])
+    if escalations:
+        lines.append(f"escalated (the ensemble alone: {100 * result.plain_robust_accuracy:.2f}%):")
+        reasons = {}
+        for item in escalations:
+            reasons.setdefault(item["reason"], []).append(item["attack"])
+        lines += [f"  {', '.join(names)}: {reason}" for reason, names in reasons.items()]
     return "\n".join(lines)

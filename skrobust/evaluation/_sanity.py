@@ -5,6 +5,7 @@ Each check returns a :class:`SanityCheck` verdict and, when it fails, warns with
 run them by default.
 """
 
+import numbers
 import warnings
 from dataclasses import asdict, dataclass
 
@@ -59,7 +60,45 @@ def _verdict(name, passed, message, warn):
     return SanityCheck(name, passed, message)
 
 
+class ResolvedVictim:
+    """A differentiable victim resolved once per evaluation (private).
+
+    Holds the caller's ``estimator`` and its :class:`TorchModel`, so that the sanity
+    checks and the attacks of one evaluation share one resolution (a scikit-learn
+    pipeline is re-expressed in torch once, not once per check and attack).
+    Predictions are the estimator's own (reject options and preprocessing count).
+    """
+
+    def __init__(self, estimator, model):
+        self.estimator = estimator
+        self.model = model
+
+    def _skrobust_torch_model(self):
+        return self.model
+
+    def predict(self, X):
+        return predict_labels(self.estimator, X)
+
+
+def resolve_victim(estimator):
+    """The victim resolved once: a :class:`ResolvedVictim`, or ``estimator`` itself
+    when it has no torch gradient (a black-box model)."""
+    if isinstance(estimator, ResolvedVictim):
+        return estimator
+    try:
+        model = as_torch_model(estimator)
+    except TypeError:
+        return estimator
+    return ResolvedVictim(estimator, model)
+
+
+def _original(estimator):
+    """The caller's estimator behind a :class:`ResolvedVictim`."""
+    return estimator.estimator if isinstance(estimator, ResolvedVictim) else estimator
+
+
 def _unfrozen(estimator):
+    estimator = _original(estimator)
     return estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
 
 
@@ -70,11 +109,13 @@ def predict_labels(estimator, X, *, batch_size=256):
     preprocessing count); a bare ``torch.nn.Module`` is run in eval mode, as the
     attacks run it, and its column indices are returned.
     """
+    model = estimator.model if isinstance(estimator, ResolvedVictim) else None
+    estimator = _original(estimator)
     if hasattr(estimator, "predict"):
         if is_skorch_net(_unfrozen(estimator)):
             X = np.asarray(X, dtype=np.float32)  # skorch does not convert dtypes
         return np.asarray(estimator.predict(X))
-    model = as_torch_model(estimator)
+    model = as_torch_model(estimator) if model is None else model
     preds = []
     with eval_mode(model.module), torch.no_grad():
         for start in range(0, len(X), batch_size):
@@ -250,7 +291,7 @@ def check_deterministic(estimator, X, *, n_samples=64, warn=True):
     differ = int(torch.sum(~torch.isclose(first, second, rtol=1e-4, atol=1e-5 * scale + 1e-7)
                            .all(dim=1)))
     label_differ = 0
-    if hasattr(estimator, "predict"):
+    if hasattr(_original(estimator), "predict"):
         label_differ = int(np.sum(predict_labels(estimator, X) != predict_labels(estimator, X)))
     if differ or label_differ:
         return _verdict(
@@ -317,6 +358,77 @@ def check_gradients(estimator, X, *, threshold=0.1, n_samples=256, warn=True):
     return _verdict("gradients", True, detail + ".", warn)
 
 
+def check_flat_scores(estimator, X, y, *, threshold=0.1, n_samples=256, warn=True):
+    """Check that the cross-entropy loss has a usable input gradient.
+
+    Over-confident or clamped scores (logits scaled by 1000, log-probabilities
+    clamped at a floor) make the softmax saturate in float32: the cross-entropy
+    gradient is exactly zero, so cross-entropy attacks (FGSM, PGD, APGD-CE) cannot
+    move while the model is not robust. Scale-invariant losses (DLR) and
+    black-box attacks are not fooled. :func:`check_gradients`, which
+    differentiates the logit margin, does not see this form of masking.
+
+    Parameters
+    ----------
+    estimator : fitted classifier or torch.nn.Module
+        The victim.
+    X : array-like of shape (n_samples, n_features)
+        Inputs; the first ``n_samples`` are used.
+    y : array-like of shape (n_samples,)
+        True labels (column indices for a bare torch module).
+    threshold : float, default=0.1
+        Largest tolerated share of samples with a zero or non-finite gradient.
+    n_samples : int, default=256
+        Samples to test.
+    warn : bool, default=True
+        Warn with a :class:`RobustnessWarning` on failure.
+
+    Returns
+    -------
+    check : SanityCheck
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from skrobust.evaluation import check_flat_scores
+    >>> model = torch.nn.Linear(4, 3).eval()
+    >>> X = np.random.RandomState(0).rand(20, 4).astype("float32")
+    >>> y = model(torch.from_numpy(X)).argmax(1).numpy()
+    >>> check_flat_scores(model, X, y, warn=False).passed
+    True
+    >>> scaled = torch.nn.Sequential(model, torch.nn.Identity())
+    >>> _ = scaled[0].weight.data.mul_(1e4)  # saturated softmax
+    >>> check_flat_scores(scaled, X, y, warn=False).passed
+    False
+    """
+    X, y = np.asarray(X)[:n_samples], np.asarray(y)[:n_samples]
+    name = "cross-entropy gradients"
+    model = as_torch_model(estimator)
+    if len(X) == 0:
+        return SanityCheck(name, None, "not run: no samples.")
+    y_index = torch.as_tensor(model.encode(y), device=model.device)
+    with eval_mode(model.module), torch.enable_grad():
+        x = to_tensor(X, model.device).requires_grad_(True)
+        logits = two_class_scores(model.module(x))
+        loss = torch.nn.functional.cross_entropy(logits, y_index, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x, allow_unused=True)
+    if grad is None:
+        grad = torch.zeros_like(x)
+    grad = grad.flatten(1)
+    flat = ~torch.isfinite(grad).all(dim=1) | (grad == 0).all(dim=1)
+    share = float(flat.float().mean())
+    detail = (f"{int(flat.sum())} of {len(X)} samples ({100 * share:.1f} %) have a zero "
+              "or non-finite cross-entropy input gradient")
+    if share > threshold:
+        return _verdict(
+            name, False,
+            f"{detail}: the scores are flat (saturated softmax, clamped or scaled "
+            "outputs), so cross-entropy attacks cannot make progress and their robust "
+            "accuracy is an overestimate; use scale-invariant (DLR) and black-box "
+            "attacks, or attack the logits before the saturating output.", warn)
+    return _verdict(name, True, detail + ".", warn)
+
+
 def check_eps_zero(estimator, X, y, attack, *, n_samples=100, warn=True):
     """Check that the attack at ``eps=0`` reproduces the clean accuracy.
 
@@ -343,7 +455,14 @@ def check_eps_zero(estimator, X, y, attack, *, n_samples=100, warn=True):
     check : SanityCheck
     """
     X, y = np.asarray(X)[:n_samples], np.asarray(y)[:n_samples]
-    X_adv = attack_estimator(clone(attack).set_params(eps=0.0), estimator, X, y)
+    zero = clone(attack).set_params(eps=0.0)
+    params = zero.get_params(deep=False)
+    for budget in ("n_iter", "n_queries"):
+        # a few steps show whether the attack moves at zero budget; all of them
+        # would cost as much as the attack itself
+        if isinstance(params.get(budget), numbers.Integral) and params[budget] > 10:
+            zero.set_params(**{budget: 10})
+    X_adv = attack_estimator(zero, estimator, X, y)
     moved = float(np.abs(X_adv - X).max()) if len(X) else 0.0
     clean = float(np.mean(predict_labels(estimator, X) == y)) if len(X) else 0.0
     at_zero = float(np.mean(predict_labels(estimator, X_adv) == y)) if len(X) else 0.0
@@ -449,7 +568,7 @@ def run_sanity_checks(estimator, X, y, *, attack=None, clip_min=0.0, clip_max=1.
     """Run the checks that need only the model and the data.
 
     Input bounds, a non-constant prediction, training mode, deterministic outputs,
-    gradients, and (when
+    gradients of the logit margin and of the cross-entropy, and (when
     ``attack`` is given) that the attack at ``eps=0`` reproduces clean accuracy.
     The checks over budgets and attacks (:func:`check_monotonic_accuracy`,
     :func:`check_iterative_stronger`) run inside :func:`security_curve` and
@@ -485,7 +604,7 @@ def run_sanity_checks(estimator, X, y, *, attack=None, clip_min=0.0, clip_max=1.
     >>> X = np.random.RandomState(0).rand(20, 4).astype("float32")
     >>> y = model(torch.from_numpy(X)).argmax(1).numpy()  # labels it gets right
     >>> [c.passed for c in run_sanity_checks(model, X, y)]
-    [True, True, True, True, True]
+    [True, True, True, True, True, True]
     """
     X = np.asarray(X)
     checks = [check_input_bounds(X, clip_min=clip_min, clip_max=clip_max, warn=warn),
@@ -495,12 +614,14 @@ def run_sanity_checks(estimator, X, y, *, attack=None, clip_min=0.0, clip_max=1.
     except TypeError:
         reason = "not run: the model has no torch gradient (a black-box model)."
         checks += [SanityCheck(name, None, reason) for name in
-                   ("training mode", "deterministic outputs", "gradients")]
+                   ("training mode", "deterministic outputs", "gradients",
+                    "cross-entropy gradients")]
     else:
         checks += [
             check_training_mode(estimator, warn=warn),
             check_deterministic(estimator, X, n_samples=min(n_samples, 64), warn=warn),
             check_gradients(estimator, X, n_samples=n_samples, warn=warn),
+            check_flat_scores(estimator, X, y, n_samples=n_samples, warn=warn),
         ]
     if attack is not None:
         if checks[0].passed:

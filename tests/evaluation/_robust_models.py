@@ -1,5 +1,7 @@
 """Small models shared by the robustness-evaluation tests: sound ones and broken ones."""
 
+from collections import OrderedDict
+
 import numpy as np
 import torch
 from torch import nn
@@ -60,3 +62,38 @@ def masking_model():
 
 def bump_data(n=20):
     return np.full((n, 1), 0.5, dtype=np.float32), np.zeros(n, dtype=np.int64)
+
+
+class Quantise(nn.Module):
+    """Rounds inputs in [0, 1] to ``levels`` grey levels: zero input gradients.
+
+    Declared non-differentiable through the attribute the evaluation looks for.
+    """
+
+    skrobust_non_differentiable = True
+
+    def __init__(self, levels=16):
+        super().__init__()
+        self.levels = levels
+
+    def forward(self, x):
+        return torch.round(x * (self.levels - 1)) / (self.levels - 1)
+
+
+class LogClamp(nn.Module):
+    """``log(clamp(softmax(1000 z), 1e-6))``: the argmax of z, with flat scores."""
+
+    skrobust_non_differentiable = True
+
+    def forward(self, z):
+        return torch.log(torch.clamp(torch.softmax(1000 * z, dim=1), min=1e-6))
+
+
+def quantised_model(inner, levels=16):
+    """``inner`` behind input quantisation (a declared non-differentiable part)."""
+    return nn.Sequential(OrderedDict(quantise=Quantise(levels), net=inner)).eval()
+
+
+def log_clamp_model(inner):
+    """``inner`` followed by a clamped log-softmax of its logits times 1000."""
+    return nn.Sequential(OrderedDict(net=inner, log_clamp=LogClamp())).eval()

@@ -14,7 +14,17 @@ from skrobust.evaluation import (
     format_robustness_table,
     security_curve,
 )
+from skrobust.attacks._base import attack_estimator
+from skrobust.evaluation import _robustness
 from skrobust.utils._differentiable import TorchModel
+
+from ._robust_models import log_clamp_model, quantised_model
+
+
+@pytest.fixture(autouse=True)
+def _short_escalation(monkeypatch):
+    """The escalated Square Attack with a test-sized budget."""
+    monkeypatch.setattr(_robustness, "ESCALATED_SQUARE_QUERIES", 100)
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +180,169 @@ def test_black_box_evaluation_of_a_model_without_gradients():
     assert result.robust_accuracy < result.clean_accuracy
     verdicts = {c.name: c.passed for c in result.sanity_checks}
     assert verdicts["gradients"] is None and verdicts["eps=0 reproduces clean accuracy"]
+
+
+def _small_attacks():
+    return [("APGD-CE", APGDTransformer(n_iter=20)), ("FGSM", FGSMTransformer())]
+
+
+def _plain_loop(estimator, X, y, attacks):
+    """The unoptimised protocol, written out: every attack against the caller's
+    estimator (resolved by each attack itself) on the samples still standing."""
+    standing = np.asarray(estimator.predict(X) if hasattr(estimator, "predict") else
+                          estimator(torch.as_tensor(X)).argmax(1).numpy()) == y
+    X_adv = X.copy()
+    for _, attack in attacks:
+        index = np.flatnonzero(standing)
+        X_a = attack_estimator(attack, estimator, X[index], y[index])
+        X_adv[index] = X_a
+        with torch.no_grad():
+            pred = (estimator.predict(X_a) if hasattr(estimator, "predict")
+                    else estimator(torch.as_tensor(X_a)).argmax(1).numpy())
+        standing[index[pred != y[index]]] = False
+    return standing, X_adv
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_one_resolution_gives_the_unoptimised_result(mlp_net, data, masked):
+    X, y = data[0][:40], data[1][:40]
+    victim = quantised_model(mlp_net.module_) if masked else mlp_net
+    attacks = _robustness.configure_attacks(
+        _small_attacks(), eps=0.1, norm="inf", clip_min=0.0, clip_max=1.0, random_state=0,
+        n_classes=None)
+    standing, X_adv = _plain_loop(victim, X, y, attacks)
+    result = evaluate_robustness(victim, X, y, eps=0.1, attacks=_small_attacks(),
+                                 sanity_checks=False, escalate=False, random_state=0)
+    assert result.escalations == [] and result.attacks == ["APGD-CE", "FGSM"]
+    np.testing.assert_array_equal(result.robust, standing)
+    np.testing.assert_array_equal(result.X_adv, X_adv)
+    assert result.plain_robust_accuracy == result.robust_accuracy == standing.mean()
+
+
+class _CountingVictim(ClassifierMixin, BaseEstimator):
+    """A victim that counts how often it is resolved into a torch model."""
+
+    def __init__(self, net=None):
+        self.net = net
+
+    def _skrobust_torch_model(self):
+        self.n_resolved_ = getattr(self, "n_resolved_", 0) + 1
+        return TorchModel(self.net.module_, torch.device("cpu"))
+
+    def predict(self, X):
+        return self.net.predict(np.asarray(X, dtype=np.float32))
+
+
+def test_the_victim_is_resolved_once_per_evaluation(mlp_net, data):
+    X, y = data
+    victim = _CountingVictim(mlp_net)
+    result = evaluate_robustness(victim, X[:30], y[:30], eps=0.05, random_state=0,
+                                 attacks=default_attacks(10, n_iter=5, n_queries=0))
+    assert result.attacks == ["APGD-CE", "APGD-T", "FGSM"]
+    assert victim.n_resolved_ == 1
+
+
+def _transfer_bound(victim, plain_result, X, y):
+    """Robust accuracy of ``victim`` under the plain model's adversarial examples."""
+    with torch.no_grad():
+        clean = victim(torch.as_tensor(X)).argmax(1).numpy() == y
+        adv = victim(torch.as_tensor(plain_result.X_adv)).argmax(1).numpy() == y
+    return float(np.mean(clean & adv))
+
+
+@pytest.mark.parametrize("make", [quantised_model, log_clamp_model])
+def test_escalation_reaches_the_transfer_bound(mlp_net, data, make):
+    X, y = data[0][:60], data[1][:60]
+    inner = mlp_net.module_.eval()
+    masked = make(inner)
+    kwargs = dict(eps=0.1, attacks=_small_attacks(), random_state=0)
+    plain_inner = evaluate_robustness(inner, X, y, escalate=False, sanity_checks=False,
+                                      **kwargs)
+    bound = _transfer_bound(masked, plain_inner, X, y)
+    with pytest.warns(RobustnessWarning, match="gradients"):
+        plain = evaluate_robustness(masked, X, y, escalate=False, **kwargs)
+    with pytest.warns(RobustnessWarning, match="gradients"):
+        escalated = evaluate_robustness(masked, X, y, **kwargs)
+    # the plain protocol is fooled by the masking; the escalation is not
+    assert plain.escalations == [] and plain.robust_accuracy > bound + 0.5
+    assert escalated.plain_robust_accuracy == plain.robust_accuracy
+    assert escalated.robust_accuracy <= bound + 1.0 / len(X)
+    escalated_names = [e["attack"] for e in escalated.escalations]
+    assert escalated.attacks == ["APGD-CE", "FGSM"] + escalated_names
+    assert any("BPDA" in n for n in escalated_names)
+    assert any("transfer without" in n for n in escalated_names)
+    assert all("gradients check failed" in e["reason"] for e in escalated.escalations)
+    # the worst case is judged on the masked model itself, inside the budget
+    fooled = escalated.correct & ~escalated.robust
+    with torch.no_grad():
+        pred = masked(torch.as_tensor(escalated.X_adv)).argmax(1).numpy()
+    assert np.all(pred[fooled] != y[fooled]) and np.all(pred[escalated.robust] == y[escalated.robust])
+    assert np.abs(escalated.X_adv - X).max() <= 0.1 + 1e-6
+    assert "escalated (the ensemble alone" in format_robustness_table(escalated)
+
+
+def test_a_surrogate_is_transferred_from(mlp_net, data):
+    X, y = data[0][:60], data[1][:60]
+    inner = mlp_net.module_.eval()
+    masked = log_clamp_model(inner)
+    kwargs = dict(eps=0.1, attacks=_small_attacks(), random_state=0, sanity_checks=False)
+    plain_inner = evaluate_robustness(inner, X, y, escalate=False, **kwargs)
+    bound = _transfer_bound(masked, plain_inner, X, y)
+    # nothing declared: the surrogate and the Square Attack are what is left
+    result = evaluate_robustness(masked, X, y, non_differentiable=[], surrogate=mlp_net,
+                                 **kwargs)
+    names = [e["attack"] for e in result.escalations]
+    assert names[:2] == ["APGD-CE (transfer from surrogate)", "FGSM (transfer from surrogate)"]
+    assert not any("BPDA" in n for n in names)
+    assert result.robust_accuracy <= bound + 1.0 / len(X)
+    with pytest.raises(ValueError, match="escalate=True"):
+        evaluate_robustness(masked, X, y, eps=0.1, surrogate=mlp_net, escalate=False)
+    with pytest.raises(ValueError, match="not submodules"):
+        evaluate_robustness(masked, X, y, eps=0.1, non_differentiable=["nope"])
+
+
+def test_a_sound_model_is_not_escalated(mlp_net, data):
+    X, y = data
+    result = evaluate_robustness(mlp_net, X[:40], y[:40], eps=0.05, attacks=_small_attacks(),
+                                 random_state=0)
+    assert result.escalations == []
+    assert result.plain_robust_accuracy == result.robust_accuracy
+
+
+def test_a_pipeline_with_a_rounding_step_is_attacked_straight_through(mlp_net, data):
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y = data[0][:60], data[1][:60]
+    # float32 out: the skorch net does not convert dtypes
+    rounding = FunctionTransformer(lambda Z: (np.round(Z * 15) / 15).astype(np.float32)).fit(X)
+    pipe = Pipeline([("round", rounding), ("net", FrozenEstimator(mlp_net))])
+    attacks = _small_attacks()
+    with pytest.raises(TypeError, match="round"):  # the plain protocol cannot run
+        evaluate_robustness(pipe, X, y, eps=0.1, attacks=attacks, escalate=False)
+    result = evaluate_robustness(pipe, X, y, eps=0.1, attacks=attacks, random_state=0)
+    assert "['round'] cannot be differentiated" in result.escalations[0]["reason"]
+    assert result.robust_accuracy < 0.5 * result.clean_accuracy
+    fooled = result.correct & ~result.robust
+    assert np.all(pipe.predict(result.X_adv[fooled]) != y[fooled])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(clip_min=1.0, clip_max=0.0), "clip_min > clip_max"),
+    (dict(clip_min=np.zeros(784), clip_max=np.r_[np.ones(783), -1.0]), "clip_min > clip_max"),
+])
+def test_inverted_bounds_are_refused(mlp_net, data, kwargs, match):
+    X, y = data
+    with pytest.raises(ValueError, match=match):
+        evaluate_robustness(mlp_net, X, y, eps=0.1, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        security_curve(mlp_net, X, y, [0, 0.1], **kwargs)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_inputs_are_refused(mlp_net, data, value):
+    X, y = data
+    X = X.copy()
+    X[3, 5] = value
+    with pytest.raises(ValueError, match="NaN or infinite values in 1 of 80 rows.*row 3"):
+        evaluate_robustness(mlp_net, X, y, eps=0.1)
