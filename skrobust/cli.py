@@ -45,6 +45,17 @@ def _demo(args):
     return 0
 
 
+def _mebibytes(text):
+    """--max-batch-mib as a positive number of bytes."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of MiB")
+    return max(1, int(value * 2**20))
+
+
 def _monitor(args):
     from .detection._monitor import monitor_command
 
@@ -52,6 +63,7 @@ def _monitor(args):
     return monitor_command(args.detector, args.batch_dir, args.output_dir,
                            module=args.module, module_kwargs=args.module_kwargs,
                            weights=args.weights, top_k=args.top_k, rescan=args.rescan,
+                           max_batch_bytes=args.max_batch_mib,
                            verbose=0 if args.quiet else 1)
 
 
@@ -101,8 +113,10 @@ def build_parser():
         "monitor", help="test each new batch of a folder against a saved MMD detector",
         description="Run a detector saved with skrobust.detection.save_detector on every "
                     "new .npy/.npz batch of a folder; write a JSON report per batch, "
-                    "append to history.jsonl and draw detection_rate.png. Unreadable or "
-                    "mis-shaped batches are reported and skipped.")
+                    "append to history.jsonl and draw detection_rate.png. A batch that cannot "
+                    "be read or tested is recorded in the history with the reason (once: "
+                    "later runs skip it) and the run goes on; the exit status is 1 when "
+                    "any failed, 2 when the run cannot start.")
     monitor.add_argument("detector", help="saved detector (.npz)")
     monitor.add_argument("batch_dir", help="folder of incoming batches (.npy/.npz)")
     monitor.add_argument("--output-dir", default="monitor",
@@ -116,6 +130,10 @@ def build_parser():
                               "weights_only=True")
     monitor.add_argument("--top-k", type=int, default=100,
                          help="suspicious indices per batch (100)")
+    monitor.add_argument("--max-batch-mib", type=_mebibytes, default=2**30, metavar="MIB",
+                         help="largest batch read, in MiB of data as its header declares "
+                              "it (1024); larger files are recorded as errors without "
+                              "being loaded")
     monitor.add_argument("--rescan", action="store_true",
                          help="re-score batches already in the history")
     monitor.add_argument("--threads", type=int, default=1, help=THREADS_HELP)

@@ -279,9 +279,10 @@ MODELS = ("lenet5", "smallcnn", "mlp")
 def load_model(weights, model, *, device="cpu"):
     """Build a :mod:`skrobust.models` network and load a saved ``state_dict`` into it.
 
-    The file is read with ``torch.load(weights_only=True)``: tensors only, no
-    unpickling of code, so an untrusted file cannot run anything. The network's
-    sizes (classes; the MLP's features and hidden units) are read from the weights.
+    The file is read by the one safe loader that ``skrobust monitor`` uses too
+    (``torch.load(weights_only=True)``): tensors only, no unpickling of code, so an
+    untrusted file cannot run anything. The network's sizes (classes; the MLP's
+    features and hidden units) are read from the weights.
 
     Parameters
     ----------
@@ -297,21 +298,23 @@ def load_model(weights, model, *, device="cpu"):
     -------
     module : torch.nn.Module
         The network, in eval mode.
-    """
-    import torch
 
+    Raises
+    ------
+    ValueError
+        With a one-line reason when the file cannot be read, holds anything but
+        finite tensors (pickled objects are refused, never run) or does not fit
+        ``model``.
+    """
     from ..models import MLP, LeNet5, SmallCNN
     from ..utils._torch import resolve_device
+    from ..utils._weights import apply_state_dict, load_state_dict
 
     name = str(model).lower()
     if name not in MODELS:
         raise ValueError(f"model={model!r} is not supported; use one of {MODELS}.")
     device = resolve_device(device)
-    state = torch.load(weights, map_location=device, weights_only=True)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
-                                              for v in state.values()):
-        raise ValueError(f"{weights} does not hold a state_dict (a dict of tensors); save "
-                         "one with torch.save(module.state_dict(), path).")
+    state = load_state_dict(weights, device=device)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     try:
         if name == "lenet5":
@@ -326,10 +329,13 @@ def load_model(weights, model, *, device="cpu"):
                 i += 1
             module = MLP(n_features=state["fc1.weight"].shape[1],
                          n_classes=state["out.weight"].shape[0], hidden_units=tuple(hidden))
-        module.load_state_dict(state)
-    except (KeyError, RuntimeError) as exc:
-        raise ValueError(f"{weights} does not fit model={model!r}: {exc}") from exc
-    return module.to(device).eval()
+    except KeyError as exc:
+        raise ValueError(f"{weights} does not fit model={model!r}: it has no weights "
+                         f"{exc}.") from None
+    except (IndexError, RuntimeError, ValueError, TypeError) as exc:
+        raise ValueError(f"{weights} does not fit model={model!r}: weights of unexpected "
+                         f"shape ({exc}).") from None
+    return apply_state_dict(module, state, weights).to(device).eval()
 
 
 def load_data(data, *, n=None, data_home=None):
@@ -379,7 +385,11 @@ def report_command(weights, model, *, data="mnist", data_home=None, n=500, eps=0
     from ._robustness import _n_outputs, default_attacks
 
     start = time.perf_counter()
-    module = load_model(weights, model, device=device)
+    try:
+        module = load_model(weights, model, device=device)
+    except ValueError as exc:  # damaged or hostile weights: one line, like argparse
+        print(f"skrobust report: error: {exc}", file=sys.stderr)
+        return 2
     X, y = load_data(data, n=n, data_home=data_home)
     load_seconds = time.perf_counter() - start
     n_classes = _n_outputs(module, X.shape[1])
