@@ -31,3 +31,40 @@ def test_encode_without_classes_needs_integers():
     np.testing.assert_array_equal(model.encode([2.0, 0.0]), [2, 0])
     with pytest.raises(ValueError, match="integer class indices"):
         model.encode(["x"])
+
+
+def test_encode_checks_the_range_of_class_indices():
+    model = TorchModel(torch.nn.Linear(4, 3), torch.device("cpu"))
+    np.testing.assert_array_equal(model.encode([0, 2], n_features=4), [0, 2])
+    # without a width, the first Linear layer's in_features is used for the dry forward
+    with pytest.raises(ValueError, match=r"labels \[-1, 3\] outside the victim's classes: "
+                                         r"labels must be class indices in \[0, 2\]"):
+        model.encode([3, -1, 0])
+    # nothing to read the width from: only negative indices can be refused
+    with pytest.raises(ValueError, match=r"class indices >= 0\.$"):
+        TorchModel(torch.nn.Identity(), torch.device("cpu")).encode([-2])
+    # a single binary logit has two classes
+    binary = TorchModel(torch.nn.Linear(4, 1), torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        binary.encode([2], n_features=4)
+
+
+def test_n_features_check_names_expected_and_given_width():
+    model = as_torch_model(torch.nn.Sequential(torch.nn.Linear(5, 2)))
+    assert model.check_n_features(5) == 2
+    with pytest.raises(ValueError, match="X has 7 features, but the victim Sequential "
+                                         "expects 5 features"):
+        model.check_n_features(7)
+
+
+def test_float32_range_and_victim_input(mlp_net):
+    from skrobust.utils._differentiable import check_float32_range, victim_input
+
+    check_float32_range(np.full((2, 2), 3e38))
+    check_float32_range(np.zeros((0, 3)))
+    with pytest.raises(ValueError, match=r"Z has values beyond the float32 range "
+                                         r"\(max \|Z\| = 1e\+39"):
+        check_float32_range(np.array([[0.0, -1e39]]), name="Z")
+    X = np.zeros((2, 784))
+    assert victim_input(FrozenEstimator(mlp_net), X).dtype == np.float32
+    assert victim_input(torch.nn.Linear(2, 2), X) is X
