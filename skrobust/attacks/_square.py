@@ -1,64 +1,101 @@
-"""Square Attack: a score-based black-box attack that needs only ``predict_proba``."""
+"""Square Attack: a score-based black-box attack that needs only class scores."""
 
 import hashlib
-import numbers
+from contextlib import nullcontext
 
 import numpy as np
 import torch
 from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
-from sklearn.utils.validation import check_scalar
 from tqdm.auto import tqdm
 
 from ..models._skorch import is_skorch_net
-from ..utils._differentiable import TorchModel, as_torch_model
-from ..utils._torch import eval_mode, module_device, to_tensor
-from ._base import CONSTRAINED_ATTACK_PARAMS, BaseAttack, _needs_fit, finite, share
-
-_P_SCHEDULE = ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64),
-               (6000, 128), (8000, 256))
-
-
-def p_schedule(p_init, iteration, n_queries):
-    """Share of the features changed at ``iteration``: Andriushchenko et al.'s
-    piecewise-constant schedule, halving ``p_init`` at fixed fractions of the budget."""
-    it = int(iteration / n_queries * 10000)
-    for bound, divisor in _P_SCHEDULE:
-        if it <= bound:
-            return p_init / divisor
-    return p_init / 512
+from ..utils._differentiable import TorchModel
+from ..utils._torch import copy_into, eval_mode, to_device, to_numpy
+from ._base import (CONSTRAINED_ATTACK_PARAMS, BaseAttack, _needs_fit, _torch_dtype, finite,
+                    resolve_norm, share)
+from .functional import project_exact, square, two_class_scores
 
 
-def _row_generators(seed, X):
-    """One numpy Generator per row, seeded by ``seed`` and the row's values."""
-    X = np.ascontiguousarray(X, dtype=np.float64)
-    gens = []
-    for row in X:
-        digest = hashlib.blake2b(row.tobytes(), digest_size=16).digest()
-        words = np.frombuffer(digest, dtype=np.uint32)
-        gens.append(np.random.default_rng([int(seed), *map(int, words)]))
-    return gens
+def row_keys(seed, X):
+    """One 32-bit random key per row, a hash of ``seed`` and the row's values."""
+    keys = np.empty(len(X), dtype=np.int64)
+    prefix = int(seed).to_bytes(8, "little", signed=False)
+    for i, row in enumerate(X):  # row by row: no full-size float64 copy of X
+        row = np.ascontiguousarray(row, dtype=np.float64)
+        digest = hashlib.blake2b(prefix + row.tobytes(), digest_size=4).digest()
+        keys[i] = int.from_bytes(digest, "little")
+    return keys
+
+
+def resolve_image_shape(image_shape, n_features, *, constrained=False):
+    """``(C, H, W)`` for the Square Attack's windows, or None (tabular search).
+
+    ``"auto"`` reads ``n_features`` as a square single-channel image (784 -> (1, 28, 28))
+    when it is a perfect square of side >= 4 and no feature constraints are set, and
+    as tabular data otherwise.
+    """
+    if image_shape is None:
+        return None
+    if isinstance(image_shape, str):
+        if image_shape != "auto":
+            raise ValueError(f"image_shape={image_shape!r} is not supported; use \"auto\", "
+                             "None (tabular data) or a tuple (H, W) or (C, H, W).")
+        side = int(round(np.sqrt(n_features)))
+        if constrained or side < 4 or side * side != n_features:
+            return None
+        return (1, side, side)
+    try:
+        shape = tuple(int(v) for v in image_shape)
+        valid = all(int(v) == v for v in image_shape)
+    except (TypeError, ValueError):
+        shape, valid = (), False
+    if not valid or len(shape) not in (2, 3) or min(shape) < 1:
+        raise ValueError(f"image_shape={image_shape!r} must be a tuple of positive ints "
+                         "(H, W) or (C, H, W) (channels first), \"auto\" or None.")
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if int(np.prod(shape)) != n_features:
+        raise ValueError(
+            f"image_shape={image_shape!r} holds {int(np.prod(shape))} values but X has "
+            f"{n_features} features; give the (C, H, W) whose product is n_features, the "
+            "order in which X's columns were flattened."
+        )
+    return shape
 
 
 class SquareAttackTransformer(BaseAttack):
-    """Square Attack (L-inf) as a scikit-learn transformer: black-box, score-based.
+    """Square Attack (Linf and L2) as a scikit-learn transformer: black-box, score-based.
 
-    Random search that needs only the victim's scores (``predict_proba``, else
-    ``decision_function``), so non-differentiable models (random forests, gradient
-    boosting, pipelines with one-hot encoders) can be attacked. Each sample starts
-    from ``x + eps * s`` with random signs ``s`` per feature; each query then sets a
-    random subset of the features to ``x_j +- eps_j`` and keeps the change if the
-    margin ``score(y) - max_{k != y} score(k)`` (on log-probabilities) does not
-    increase. The subset holds a share ``p`` of the features, decreasing from
-    ``p_init`` on the paper's schedule. For images the paper's subset is a square
-    patch of pixels; for tabular data, where neighbouring columns are unrelated,
-    it is a random subset of features. A sample stops once the victim is fooled.
+    Random search that needs only the victim's class scores (``predict_proba``, else
+    ``decision_function``, or a torch module's logits), so non-differentiable
+    victims (input quantisation, random forests, gradient boosting, pipelines with
+    one-hot encoders) can be attacked, and masked gradients do not stop it. It
+    minimises the margin ``score(y) - max_{k != y} score(k)`` and keeps a change
+    only when it lowers the margin (Andriushchenko et al., 2020):
 
-    Randomness is drawn per row from ``random_state`` and the row's values, so a
-    row's result does not depend on the other rows, their order or the chunking
-    (in-memory and Dask results are equal). Supports the feature constraints of
-    :class:`PGDTransformer` (per-feature ``eps``, ``eps_scale``, ``immutable``,
-    ``integer_features``, ``clip_min="data"``).
+    - ``norm="inf"``: the start is ``x + eps * s`` with one random sign per channel
+      and image column (vertical stripes); each query sets a random square window
+      to ``x +- eps``, one random sign per channel. The window covers a share ``p``
+      of the pixels, from ``p_init`` down on the paper's schedule.
+    - ``norm=2``: the start is a 5x5 grid of the paper's centred patterns scaled to
+      ``||delta||_2 = eps``; each query moves the perturbation's mass from a second
+      window into a new pattern in the first one.
+
+    Images are the rows of X reshaped to ``image_shape`` (channels first). For
+    tabular data (``image_shape=None``, or feature constraints), where neighbouring
+    columns are unrelated, the "window" is a random subset of a share ``p`` of the
+    features (Linf only). The clean inputs are queried once; then only samples not
+    fooled yet are queried, at most ``n_queries`` times per restart, and each
+    restart runs on the samples still standing.
+
+    Windows and signs are drawn per row from ``random_state`` and the row's values
+    (a counter-based generator, never the global RNG), so a row's result does not
+    depend on the other rows, their order or the chunking. With a torch victim the
+    float rounding of a forward pass can depend on the batch size, which can change
+    a near-tie decision and so a row's path. Supports the feature constraints of
+    :class:`PGDTransformer` with ``norm="inf"`` (per-feature ``eps``, ``eps_scale``,
+    ``immutable``, ``integer_features``, ``clip_min="data"``).
 
     Parameters
     ----------
@@ -68,11 +105,24 @@ class SquareAttackTransformer(BaseAttack):
         ``FrozenEstimator`` or a module is used as is; anything else is cloned and
         fitted in ``fit``. If None, a small MLP from :mod:`skrobust.models`.
     eps : float or array-like of shape (n_features,), default=0.3
-        L-inf budget, per feature when an array (see :class:`PGDTransformer`).
+        Radius of the ``norm`` ball; per feature when an array (``norm="inf"``, see
+        :class:`PGDTransformer`).
+    norm : {"inf", 2}, default="inf"
+        Norm of the ball. ``2`` needs an image (``image_shape``) and no feature
+        constraints.
     n_queries : int, default=1000
-        Queries of the victim per sample (including the first one).
-    p_init : float, default=0.3
-        Initial share of the features changed by a query, in (0, 1].
+        Queries of the victim per sample and restart, the random start included
+        (AutoAttack uses 5000).
+    p_init : float, default=0.8
+        Initial share of the pixels (features) a query changes, in (0, 1]; 0.8 is
+        AutoAttack's value.
+    n_restarts : int, default=1
+        Runs from new random starts, each on the samples still standing.
+    image_shape : "auto", tuple of int or None, default="auto"
+        ``(H, W)`` or ``(C, H, W)`` of the images X's rows flatten (channels first).
+        ``"auto"``: a square single-channel image when ``n_features`` is a perfect
+        square of side >= 4 (784 -> ``(1, 28, 28)``) and no feature constraint is
+        set, else tabular. None: tabular data.
     targeted : bool, default=False
         If True, ``generate(X, y)`` moves X towards the classes ``y``.
     clip_min, clip_max : float, array-like of shape (n_features,), "data" or None, \
@@ -92,7 +142,7 @@ class SquareAttackTransformer(BaseAttack):
     random_state : int, RandomState instance or None, default=None
         Seeds the random search (and the training of a victim fitted here).
     verbose : int, default=0
-        Show a progress bar over queries when > 0.
+        Show a progress bar over batches when > 0.
 
     Attributes
     ----------
@@ -102,6 +152,8 @@ class SquareAttackTransformer(BaseAttack):
         Class labels seen in ``fit``.
     n_features_in_ : int
         Number of features seen in ``fit``.
+    image_shape_ : tuple (C, H, W) or None
+        The image layout in use; None for the tabular search.
     clip_min_, clip_max_ : float, ndarray of shape (n_features,) or None
         The bounds in use.
     feature_scale_ : ndarray of shape (n_features,)
@@ -136,18 +188,24 @@ class SquareAttackTransformer(BaseAttack):
     _supports_constraints = True
     _parameter_constraints = {
         **CONSTRAINED_ATTACK_PARAMS,
+        "norm": "no_validation",  # resolve_norm
         "n_queries": [finite(1, integer=True)],
         "p_init": [share(closed="right")],
+        "n_restarts": [finite(1, integer=True)],
+        "image_shape": "no_validation",  # resolve_image_shape
     }
 
-    def __init__(self, estimator=None, *, eps=0.3, n_queries=1000, p_init=0.3,
-                 targeted=False, clip_min=0.0, clip_max=1.0, eps_scale=None,
-                 immutable=None, integer_features=None, batch_size=1024, device="cpu",
-                 random_state=None, verbose=0):
+    def __init__(self, estimator=None, *, eps=0.3, norm="inf", n_queries=1000, p_init=0.8,
+                 n_restarts=1, image_shape="auto", targeted=False, clip_min=0.0,
+                 clip_max=1.0, eps_scale=None, immutable=None, integer_features=None,
+                 batch_size=1024, device="cpu", random_state=None, verbose=0):
         self.estimator = estimator
         self.eps = eps
+        self.norm = norm
         self.n_queries = n_queries
         self.p_init = p_init
+        self.n_restarts = n_restarts
+        self.image_shape = image_shape
         self.targeted = targeted
         self.clip_min = clip_min
         self.clip_max = clip_max
@@ -159,10 +217,43 @@ class SquareAttackTransformer(BaseAttack):
         self.random_state = random_state
         self.verbose = verbose
 
+    def fit(self, X, y):
+        """Fit the victim (unless it is frozen or a torch module), record the classes
+        and resolve the image layout.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data; used to fit a clone of ``estimator`` when it is not frozen.
+        y : array-like of shape (n_samples,)
+            Class labels.
+
+        Returns
+        -------
+        self : object
+            The fitted transformer.
+        """
+        super().fit(X, y)
+        self.image_shape_ = self._image_shape()
+        return self
+
+    def _image_shape(self):
+        return resolve_image_shape(self.image_shape, self.n_features_in_,
+                                   constrained=bool(self._constraint_params()))
+
     def _check_attack_params(self):
-        check_scalar(self.n_queries, "n_queries", numbers.Integral, min_val=1)
-        check_scalar(self.p_init, "p_init", numbers.Real, min_val=0.0, max_val=1.0,
-                     include_boundaries="right")
+        image_shape = self._image_shape()
+        if resolve_norm(self.norm) == 2:
+            if self._constraint_params():
+                raise ValueError(
+                    f"norm=2 does not take the feature constraints "
+                    f"{self._constraint_params()}; use norm=\"inf\" for constrained "
+                    "(tabular) attacks, or a scalar eps and numeric clip bounds.")
+            if image_shape is None:
+                raise ValueError(
+                    f"norm=2 needs images but image_shape={self.image_shape!r} does not "
+                    f"give one for {self.n_features_in_} features; pass image_shape=(C, H, "
+                    "W), the layout X's rows flatten, or use norm=\"inf\" on tabular data.")
 
     def _fit_victim(self, X, y, y_index):
         estimator = self.estimator
@@ -177,11 +268,15 @@ class SquareAttackTransformer(BaseAttack):
             victim = victim.estimator
         return victim
 
-    def _torch_model(self):
-        """Only the label encoding is used: ``classes`` of the score columns."""
+    def _uses_torch(self):
         victim = self._victim()
-        if isinstance(victim, torch.nn.Module) or is_skorch_net(victim):
+        return isinstance(victim, torch.nn.Module) or is_skorch_net(victim)
+
+    def _torch_model(self):
+        """The victim's torch model, or only the label encoding of a score-only one."""
+        if self._uses_torch():
             return super()._torch_model()
+        victim = self._victim()
         if not (hasattr(victim, "predict_proba") or hasattr(victim, "decision_function")):
             raise TypeError(
                 f"estimator={type(victim).__name__} has neither predict_proba nor "
@@ -190,83 +285,81 @@ class SquareAttackTransformer(BaseAttack):
         return TorchModel(None, torch.device("cpu"), np.asarray(victim.classes_))
 
     def _scores(self, X):
-        """Class scores (log-probabilities, or decision values) of shape (n, n_classes)."""
+        """Class scores (log-probabilities, or decision values) of a score-only victim."""
         victim = self._victim()
-        if isinstance(victim, torch.nn.Module):
-            with eval_mode(victim), torch.no_grad():
-                logits = victim(to_tensor(X, module_device(victim)))
-            if logits.shape[1] == 1:
-                logits = torch.cat([torch.zeros_like(logits), logits], dim=1)
-            return torch.log_softmax(logits.double(), dim=1).cpu().numpy()
-        if is_skorch_net(victim):
-            X = X.astype(np.float32)
         if hasattr(victim, "predict_proba"):
             return np.log(np.clip(np.asarray(victim.predict_proba(X), dtype=np.float64),
                                   1e-12, None))
         scores = np.asarray(victim.decision_function(X), dtype=np.float64)
         return np.column_stack([np.zeros(len(X)), scores]) if scores.ndim == 1 else scores
 
-    def _margin(self, X, y):
-        scores = self._scores(X)
-        rows = np.arange(len(X))
-        own = scores[rows, y]
-        scores[rows, y] = -np.inf
-        other = scores.max(axis=1)
+    def _margin(self, scores, y):
+        """``own - best other`` (untargeted) or ``best other - target`` (targeted)."""
+        own = scores.gather(1, y[:, None])[:, 0]
+        other = scores.scatter(1, y[:, None], -torch.inf).amax(dim=1)
         return other - own if self.targeted else own - other
 
     def _attack(self, X, y_index):
-        constraints = self._constraints(always=True)
-        X_adv = np.empty_like(X)
-        for start in range(0, len(X), self.batch_size):
-            block = X[start:start + self.batch_size]
-            labels = None if y_index is None else y_index[start:start + self.batch_size]
-            X_adv[start:start + len(block)] = self._search(block, labels, constraints)
+        """Attack ``X`` batch by batch; each batch is projected exactly in X's dtype
+        (ball, box or feature constraints) before its copy into the output."""
+        norm = resolve_norm(self.norm)
+        constraints = self._constraints()
+        if self._uses_torch():
+            model = self._torch_model()
+            module, device, dtype = model.module, model.device, torch.float32
+
+            def score(x):
+                return two_class_scores(module(x)).to(torch.float64)
+        else:  # scores from numpy: search in float64 on the CPU
+            module, device, dtype = None, torch.device("cpu"), torch.float64
+
+            def score(x):
+                return torch.as_tensor(self._scores(to_numpy(x, np.float64)))
+        if constraints is None:
+            eps, budget = float(self.eps), None
+            lo, hi = self._bounds(X.shape[1])
+            bounds = {t: tuple(None if b is None else torch.as_tensor(b, dtype=t, device=device)
+                               for b in (lo, hi))
+                      for t in {dtype, _torch_dtype(X.dtype)}}
+        else:
+            eps = constraints.radius
+            budget = torch.as_tensor(constraints.budget, dtype=dtype, device=device)
+            bounds = {dtype: (None, None)}  # project_fn applies the constraints
+        keys = torch.as_tensor(row_keys(self.seed_, X), device=device)
+        X_adv = np.empty(X.shape, dtype=X.dtype)
+        starts = range(0, len(X), self.batch_size)
+        with eval_mode(module) if module is not None else nullcontext(), torch.no_grad():
+            for start in tqdm(starts, desc=type(self).__name__, unit="batch",
+                              disable=not self.verbose, leave=True):
+                stop = start + self.batch_size
+                x0 = to_device(X[start:stop], device)
+                x = x0.to(dtype, copy=True)
+                if y_index is None:
+                    y = score(x).argmax(1)
+                else:
+                    y = torch.as_tensor(y_index[start:stop], device=device)
+
+                def margin_fn(x_rows, rows, y=y):
+                    return self._margin(score(x_rows), y[rows])
+
+                project_fn = None
+                if constraints is not None:
+                    x0_np = X[start:stop]
+
+                    def project_fn(x_new, rows, x0_np=x0_np):
+                        rows = rows.cpu().numpy()
+                        out = constraints.project(x0_np[rows], to_numpy(x_new), "inf")
+                        return torch.as_tensor(out, device=device).to(dtype)
+
+                x_adv, _ = square(
+                    margin_fn, x, eps=eps, n_queries=self.n_queries, keys=keys[start:stop],
+                    norm=norm, p_init=self.p_init, image_shape=self.image_shape_,
+                    n_restarts=self.n_restarts, clip_min=bounds[dtype][0],
+                    clip_max=bounds[dtype][1], budget=budget, project_fn=project_fn)
+                if constraints is None:
+                    x_adv = project_exact(x_adv, x0, eps, norm, *bounds[x0.dtype])
+                else:
+                    x_adv = torch.from_numpy(constraints.project(X[start:stop],
+                                                                 to_numpy(x_adv), "inf"))
+                copy_into(X_adv[start:stop], x_adv)
         return X_adv
-
-    def _search(self, X, y, constraints):
-        if y is None:
-            y = self._scores(X).argmax(axis=1)
-        budget = np.where(constraints.integer if constraints.integer is not None else False,
-                          np.floor(constraints.budget + 1e-9), constraints.budget)
-        mutable = np.flatnonzero(budget > 0)
-        n_mut = len(mutable)
-        if n_mut == 0 or len(X) == 0:
-            return X.copy()
-        gens = _row_generators(self.seed_, X)
-        chunk = max(1, min(100, 4096 // n_mut))  # fixed per row: draws do not depend on n
-
-        def draw(rows):
-            return np.stack([gens[r].random((chunk, 2, n_mut), dtype=np.float32)
-                             for r in rows])
-
-        rows = np.arange(len(X))
-        draws = draw(rows)
-        signs = np.where(draws[:, 0, 0, :] < 0.5, -1.0, 1.0)
-        delta = np.zeros(X.shape)
-        delta[:, mutable] = signs * budget[mutable]
-        X_best = constraints.project(X, X + delta, "inf")
-        margin = self._margin(X_best, y)
-        for it in tqdm(range(1, self.n_queries), desc=type(self).__name__, unit="query",
-                       disable=not self.verbose, leave=True):
-            active = np.flatnonzero(margin >= 0)
-            if len(active) == 0:
-                break
-            step = it % chunk
-            if step == 0:
-                draws[active] = draw(active)
-            k = max(1, int(round(p_schedule(self.p_init, it, self.n_queries) * n_mut)))
-            k = min(k, n_mut)
-            u = draws[active, step]
-            chosen = np.argpartition(u[:, 0, :], k - 1, axis=1)[:, :k]
-            flip = np.take_along_axis(u[:, 1, :], chosen, axis=1) < 0.5
-            cols = mutable[chosen]
-            x0 = X[active]
-            candidate = X_best[active].astype(np.float64, copy=True)
-            r = np.arange(len(active))[:, None]
-            candidate[r, cols] = x0[r, cols] + np.where(flip, -1.0, 1.0) * budget[cols]
-            candidate = constraints.project(x0, candidate, "inf")
-            new_margin = self._margin(candidate, y[active])
-            better = new_margin <= margin[active]
-            X_best[active[better]] = candidate[better]
-            margin[active[better]] = new_margin[better]
-        return X_best

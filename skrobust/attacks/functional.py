@@ -181,3 +181,327 @@ def pgd(module, x, y, *, eps, step_size, n_iter, norm="inf", targeted=False,
 def _success(logits, y, targeted):
     pred = two_class_scores(logits).argmax(1)
     return pred == y if targeted else pred != y
+
+
+# --- Square Attack (Andriushchenko et al., 2020) -------------------------------------
+
+_SQUARE_P_SCHEDULE = ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32),
+                      (4000, 64), (6000, 128), (8000, 256))
+
+
+def square_p(p_init, iteration, n_queries):
+    """Share of the pixels a Square Attack window covers at ``iteration`` (from 0).
+
+    The published piecewise-constant schedule: ``p_init`` halves at fixed fractions
+    of the budget (iteration rescaled to a 10000-query run), down to ``p_init / 512``.
+    """
+    it = int(iteration / n_queries * 10000)
+    for bound, divisor in _SQUARE_P_SCHEDULE:
+        if it <= bound:
+            return p_init / divisor
+    return p_init / 512
+
+
+_MASK32 = 0xFFFFFFFF
+
+
+def _mul32(x, c):
+    """``x * c mod 2**32`` for int64 tensors ``x`` in [0, 2**32) without overflow."""
+    low = (x & 0xFFFF) * c
+    high = (((x >> 16) * c) & 0xFFFF) << 16
+    return (low + high) & _MASK32
+
+
+def _hash32(x):
+    """A 32-bit integer mixer (lowbias32) on int64 tensors in [0, 2**32) or ints."""
+    if isinstance(x, int):
+        x &= _MASK32
+        x ^= x >> 16
+        x = (x * 0x7FEB352D) & _MASK32
+        x ^= x >> 15
+        x = (x * 0x846CA68B) & _MASK32
+        return x ^ (x >> 16)
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _MASK32  # < 2**63: no int64 overflow
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def counter_uniform(keys, counter, n):
+    """Uniform draws in [0, 1) that depend only on a row's key and a counter.
+
+    A counter-based generator: row ``i`` gets ``n`` numbers that are a hash of
+    ``keys[i]`` and the tuple of ints ``counter``, so a row's draws do not depend on
+    the other rows, the batch or the device, and the global RNG is never used.
+
+    Parameters
+    ----------
+    keys : Tensor of int64 of shape (n_rows,)
+        One key per row, in [0, 2**32).
+    counter : tuple of int
+        Which draw this is (e.g. restart, iteration).
+    n : int
+        Numbers per row.
+
+    Returns
+    -------
+    u : Tensor of float64 of shape (n_rows, n)
+    """
+    stream = 0x9E3779B9
+    for value in counter:
+        stream = _hash32((_hash32(stream) + 0x632BE5AB) ^ (int(value) & _MASK32))
+    row = _hash32(_hash32(keys.to(torch.int64) & _MASK32) ^ stream)
+    slots = torch.arange(n, device=keys.device, dtype=torch.int64)
+    slot = _hash32((slots * 0x9E3779B1 + (stream ^ 0x7F4A7C15)) & _MASK32)
+    return _hash32(row[:, None] ^ slot[None, :]).to(torch.float64) / 2.0**32
+
+
+def _square_eta(s, device, dtype):
+    """The L2 Square Attack's window pattern: two rectangles of opposite sign, each a
+    sum of nested squares weighted ``1 / k**2`` around its centre, unit L2 norm."""
+    def rectangles(a, b):
+        delta = torch.zeros(a, b, dtype=torch.float64)
+        ca, cb = a // 2 + 1, b // 2 + 1
+        ra, rb = ca - 1, cb - 1
+        for k in range(max(ca, cb)):
+            delta[max(ra, 0):min(ra + 2 * k + 1, a), max(rb, 0):min(rb + 2 * k + 1, b)] += (
+                1.0 / (k + 1) ** 2)
+            ra -= 1
+            rb -= 1
+        return delta / delta.norm().clamp_min(1e-12)
+
+    eta = torch.zeros(s, s, dtype=torch.float64)
+    eta[:s // 2] = rectangles(s // 2, s)
+    eta[s // 2:] = -rectangles(s - s // 2, s)
+    eta = eta / eta.norm().clamp_min(1e-12)
+    return torch.stack([eta, eta.t()]).to(device=device, dtype=dtype)
+
+
+def _windows(u_h, u_w, s, height, width):
+    """Per-row square windows of side ``s`` at uniform positions: the row/column
+    offsets inside the window (``-1`` outside) of shape (n, H) and (n, W)."""
+    device = u_h.device
+    top = torch.floor(u_h * (height - s + 1)).long().clamp_(0, height - s)
+    left = torch.floor(u_w * (width - s + 1)).long().clamp_(0, width - s)
+    rows = torch.arange(height, device=device)[None, :] - top[:, None]
+    cols = torch.arange(width, device=device)[None, :] - left[:, None]
+    rows = torch.where((rows >= 0) & (rows < s), rows, -1)
+    cols = torch.where((cols >= 0) & (cols < s), cols, -1)
+    return rows, cols
+
+
+def _window_mask(rows, cols):
+    """Boolean (n, 1, H, W) mask of the windows from :func:`_windows`."""
+    return ((rows >= 0)[:, None, :, None] & (cols >= 0)[:, None, None, :])
+
+
+def _signs(u):
+    return torch.where(u < 0.5, -1.0, 1.0).to(torch.float64)
+
+
+def _l2(t):
+    return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.dim() - 1)))
+
+
+def square(margin_fn, x, *, eps, n_queries, keys, norm="inf", p_init=0.8, image_shape=None,
+           n_restarts=1, clip_min=None, clip_max=None, budget=None, project_fn=None):
+    """Square Attack: score-based random search (Andriushchenko et al., ECCV 2020).
+
+    Linf: each sample starts from vertical stripes ``x + eps * s`` (one random sign
+    per channel and column); each query sets a random square window of side
+    ``round(sqrt(p * H * W))`` to ``x +- eps`` (one random sign per channel), ``p``
+    following :func:`square_p`, and keeps the change if it lowers the margin (when
+    the window would not change, its signs are flipped: the paper redraws them until
+    it changes, the same for one channel). L2: the start is a
+    5x5 grid of :func:`_square_eta` patterns; each query moves the perturbation's mass
+    from a second random window into the first one, rebuilt as the eta pattern plus
+    its old content, keeping ``||delta||_2 = eps``. Without ``image_shape`` (tabular
+    data, Linf only) the window is a random subset of a share ``p`` of the features.
+
+    The clean inputs are queried first; then only the samples not fooled yet are
+    queried, each query one call of ``margin_fn`` on those rows. Windows, signs and
+    starts are drawn per row from :func:`counter_uniform` with ``keys``, so a row's
+    result does not depend on the other rows. Restarts run on the rows still
+    standing, from new random starts; each sample keeps its lowest margin.
+
+    Parameters
+    ----------
+    margin_fn : callable
+        ``margin_fn(x_rows, rows) -> Tensor (len(rows),)``: the margin to minimise of
+        the samples ``rows`` (indices into ``x``) at inputs ``x_rows``; a sample is
+        fooled once it is negative (e.g. true-class score minus the best other one).
+    x : Tensor of shape (n, n_features)
+        Clean inputs, flat.
+    eps : float
+        Radius of the ``norm`` ball.
+    n_queries : int
+        Queries per sample and restart, the first (the random start) included.
+    keys : Tensor of int64 of shape (n,)
+        Per-row random keys (see :func:`counter_uniform`).
+    norm : {"inf", 2}, default="inf"
+    p_init : float, default=0.8
+    image_shape : tuple (C, H, W) or None, default=None
+        How the flat features form an image; None: tabular search (Linf only).
+    n_restarts : int, default=1
+    clip_min, clip_max : float, Tensor or None
+        Box bounds (ignored when ``project_fn`` is given).
+    budget : Tensor of shape (n_features,) or None
+        Per-feature Linf budget (0: frozen feature); None: ``eps`` everywhere.
+    project_fn : callable or None
+        ``project_fn(x_new, rows) -> Tensor``: projection onto the feasible set of
+        ``rows``; None: :func:`clip` to the box (every update of the search lies in
+        the ball by construction).
+
+    Returns
+    -------
+    x_adv : Tensor of shape (n, n_features)
+        The lowest-margin point found for each sample.
+    queries : Tensor of int64 of shape (n,)
+        Calls of ``margin_fn`` that included each sample: at most
+        ``1 + n_restarts * n_queries``.
+    """
+    if norm == 2 and image_shape is None:
+        raise ValueError("the L2 Square Attack needs an image_shape")
+    if budget is None:
+        budget = torch.full(x.shape[1:], float(eps), dtype=x.dtype, device=x.device)
+    if project_fn is None:  # the updates stay in the ball by construction: clip only
+        def project_fn(x_new, rows):
+            return clip(x_new, clip_min, clip_max)
+
+    x_best = x.clone()
+    all_rows = torch.arange(len(x), device=x.device)
+    margin = margin_fn(x, all_rows).to(torch.float64)  # samples fooled already stay clean
+    queries = torch.ones(len(x), dtype=torch.int64, device=x.device)
+    for restart in range(n_restarts):
+        rows = all_rows[margin >= 0]
+        if len(rows) == 0:
+            break
+        run = _square_linf if norm != 2 else _square_l2
+        x_run, m_run, q_run = run(margin_fn, x[rows], rows, keys[rows], restart, eps=eps,
+                                  budget=budget, n_queries=n_queries, p_init=p_init,
+                                  image_shape=image_shape, project_fn=project_fn)
+        queries[rows] += q_run
+        better = m_run < margin[rows]
+        x_best[rows[better]] = x_run[better]
+        margin[rows[better]] = m_run[better]
+    return x_best, queries
+
+
+def _square_linf(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, p_init,
+                 image_shape, project_fn):
+    n, n_features = x0.shape
+    dtype = x0.dtype
+    if image_shape is None:
+        mutable = torch.nonzero(budget > 0).flatten()
+        n_mut = len(mutable)
+        u = counter_uniform(keys, (restart, 0), n_features)
+        start = x0 + _signs(u).to(dtype) * budget
+    else:
+        c, h, w = image_shape
+        u = counter_uniform(keys, (restart, 0), c * w)
+        stripes = _signs(u).to(dtype).view(n, c, 1, w)
+        start = (x0.view(n, c, h, w) + stripes * budget.view(1, c, h, w)).view(n, -1)
+    x_best = project_fn(start, rows)
+    margin = margin_fn(x_best, rows).to(torch.float64)
+    queries = torch.ones(n, dtype=torch.int64, device=x0.device)
+    if image_shape is None and n_mut == 0:
+        return x_best, margin, queries
+    for it in range(n_queries - 1):
+        active = torch.nonzero(margin >= 0).flatten()
+        if len(active) == 0:
+            break
+        p = square_p(p_init, it, n_queries)
+        k_act = keys[active]
+        x_cur, x_org = x_best[active], x0[active]
+        if image_shape is None:  # a random subset of k features, a sign per feature
+            k = min(max(1, int(round(p * n_mut))), n_mut)
+            u = counter_uniform(k_act, (restart, it + 1), n_mut + n_features)
+            chosen = mutable[torch.topk(u[:, :n_mut], k, dim=1, largest=False).indices]
+            mask = torch.zeros_like(x_cur, dtype=torch.bool).scatter_(1, chosen, True)
+            signs = _signs(u[:, n_mut:]).to(dtype)
+        else:  # a square window of side s, a sign per channel
+            s = min(max(int(round((p * h * w) ** 0.5)), 1), h, w)
+            u = counter_uniform(k_act, (restart, it + 1), 2 + c)
+            win_rows, win_cols = _windows(u[:, 0], u[:, 1], s, h, w)
+            mask = _window_mask(win_rows, win_cols).expand(-1, c, -1, -1)
+            mask = mask.reshape(len(active), -1)
+            signs = _signs(u[:, 2:]).to(dtype).view(-1, c, 1, 1).expand(-1, c, h, w)
+            signs = signs.reshape(len(active), -1)
+        candidate = project_fn(torch.where(mask, x_org + signs * budget, x_cur), rows[active])
+        same = torch.nonzero((candidate == x_cur).all(dim=1)).flatten()
+        if len(same):  # the window would not change: flip its signs (the paper redraws)
+            new = torch.where(mask[same], x_org[same] - signs[same] * budget, x_cur[same])
+            candidate[same] = project_fn(new, rows[active[same]])
+        new_margin = margin_fn(candidate, rows[active]).to(torch.float64)
+        queries[active] += 1
+        better = new_margin < margin[active]
+        x_best[active[better]] = candidate[better]
+        margin[active[better]] = new_margin[better]
+    return x_best, margin, queries
+
+
+def _square_l2(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, p_init,
+               image_shape, project_fn):
+    n = len(x0)
+    c, h, w = image_shape
+    device, dtype = x0.device, x0.dtype
+    img = x0.view(n, c, h, w)
+
+    def normalised(delta):
+        return delta / _l2(delta).clamp_min(1e-12)
+
+    # start: a grid of eta patterns of side h // 5, one random sign per block and channel
+    s = max(h // 5, 1)
+    eta_init = _square_eta(s, device, dtype)
+    delta = torch.zeros_like(img)
+    n_h, n_w = h // s, w // s
+    top0, left0 = (h - s * n_h) // 2, (w - s * n_w) // 2
+    u = counter_uniform(keys, (restart, 0), n_h * n_w * (c + 1))
+    u = u.view(n, n_h * n_w, c + 1)
+    for block in range(n_h * n_w):
+        top = top0 + (block // n_w) * s
+        left = left0 + (block % n_w) * s
+        flip = (u[:, block, c] < 0.5).long()
+        pattern = eta_init[flip].view(n, 1, s, s)
+        sign = _signs(u[:, block, :c]).to(dtype).view(n, c, 1, 1)
+        delta[:, :, top:top + s, left:left + s] += pattern * sign
+    x_best = project_fn((img + normalised(delta) * eps).view(n, -1), rows)
+    margin = margin_fn(x_best, rows).to(torch.float64)
+    queries = torch.ones(n, dtype=torch.int64, device=device)
+    for it in range(n_queries - 1):
+        active = torch.nonzero(margin >= 0).flatten()
+        if len(active) == 0:
+            break
+        m = len(active)
+        p = square_p(p_init, it, n_queries)
+        s = max(int(round((p * h * w) ** 0.5)), 3)
+        s += 1 - s % 2  # odd, so the pattern has a centre
+        s = min(s, h, w)
+        eta = _square_eta(s, device, dtype)
+        u = counter_uniform(keys[active], (restart, it + 1), 5 + c)
+        rows1, cols1 = _windows(u[:, 0], u[:, 1], s, h, w)
+        rows2, cols2 = _windows(u[:, 2], u[:, 3], s, h, w)
+        mask1, mask2 = _window_mask(rows1, cols1), _window_mask(rows2, cols2)
+        x_org = img[active]
+        delta = x_best[active].view(m, c, h, w) - x_org
+        norm_image = _l2(delta)
+        norm_windows = _l2(delta * (mask1 | mask2))
+        window_norm1 = (delta * mask1).pow(2).sum(dim=(2, 3), keepdim=True).sqrt()
+        flip = (u[:, 4] < 0.5).long()
+        pattern = eta[flip[:, None, None], rows1.clamp(min=0)[:, :, None],
+                      cols1.clamp(min=0)[:, None, :]].unsqueeze(1) * mask1
+        sign = _signs(u[:, 5:5 + c]).to(dtype).view(m, c, 1, 1)
+        new = pattern * sign + delta * mask1 / (window_norm1 + 1e-12)
+        new_norm = new.pow(2).sum(dim=(2, 3), keepdim=True).sqrt()
+        mass = ((eps ** 2 - norm_image ** 2).clamp_min(0) / c + norm_windows ** 2).sqrt()
+        new = new / (new_norm + 1e-12) * mass
+        delta = torch.where(mask2, torch.zeros_like(delta), delta)
+        delta = torch.where(mask1, new, delta)
+        candidate = project_fn((x_org + normalised(delta) * eps).view(m, -1), rows[active])
+        new_margin = margin_fn(candidate, rows[active]).to(torch.float64)
+        queries[active] += 1
+        better = new_margin < margin[active]
+        x_best[active[better]] = candidate[better]
+        margin[active[better]] = new_margin[better]
+    return x_best, margin, queries

@@ -1,16 +1,19 @@
-"""The black-box Square attack: budget, success, reproducibility, tree ensembles."""
+"""The Square Attack: the paper's algorithm (Linf and L2), budget, queries, rows,
+reproducibility, tabular search and tree ensembles."""
 
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import make_classification
+from sklearn.datasets import load_digits, make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import minmax_scale
+from torch import nn
 
 from skrobust.attacks import PGDTransformer, SquareAttackTransformer
-from skrobust.attacks._square import p_schedule
+from skrobust.attacks._square import resolve_image_shape
+from skrobust.attacks.functional import counter_uniform, square, square_p
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +23,199 @@ def problem():
     return minmax_scale(X), y
 
 
+class CountingModule(nn.Module):
+    """Counts the rows the victim is asked about."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module, self.rows = module, 0
+
+    def forward(self, x):
+        self.rows += len(x)
+        return self.module(x)
+
+
+@pytest.fixture(scope="module")
+def digits_cnn():
+    """A tiny CNN trained on the 8x8 digits (64 features: image_shape (1, 8, 8))."""
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    torch.manual_seed(0)
+    cnn = nn.Sequential(nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(),
+                        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 16, 10))
+    opt = torch.optim.Adam(cnn.parameters(), lr=1e-2)
+    X_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
+    for _ in range(150):
+        idx = torch.randint(0, len(X), (128,))
+        opt.zero_grad()
+        nn.functional.cross_entropy(cnn(X_t[idx]), y_t[idx]).backward()
+        opt.step()
+    cnn.eval()
+    return cnn, X[:120], y[:120]
+
+
+def accuracy(module, X, y):
+    with torch.no_grad():
+        return float(np.mean(module(torch.as_tensor(X, dtype=torch.float32)).argmax(1).numpy()
+                             == y))
+
+
+def test_linf_on_images_beats_random_noise_and_stays_in_the_ball(digits_cnn):
+    cnn, X, y = digits_cnn
+    eps = 0.2
+    attack = SquareAttackTransformer(cnn, eps=eps, n_queries=200, random_state=0).fit(X, y)
+    assert attack.image_shape_ == (1, 8, 8)
+    X_adv = attack.generate(X, y)
+    assert X_adv.dtype == X.dtype and X_adv.shape == X.shape
+    delta = X_adv - X
+    assert np.abs(delta).max() <= eps and X_adv.min() >= 0 and X_adv.max() <= 1
+    # the Linf search stays on the vertices of the ball (clipped by the box)
+    vertex = np.isclose(np.abs(delta), eps, atol=1e-6) | (X_adv == 0) | (X_adv == 1)
+    unchanged = (delta == 0).all(axis=1)  # clean errors are returned as they are
+    assert vertex[~unchanged].all() and unchanged.sum() < 0.1 * len(X)
+    rng = np.random.default_rng(0)
+    noise = np.clip(X + eps * rng.choice([-1, 1], size=X.shape), 0, 1).astype(np.float32)
+    clean, noisy, robust = accuracy(cnn, X, y), accuracy(cnn, noise, y), accuracy(cnn, X_adv, y)
+    assert clean > 0.9
+    assert robust < noisy - 0.3
+
+
+def test_linf_start_is_vertical_stripes(digits_cnn):
+    cnn, X, y = digits_cnn
+    attack = SquareAttackTransformer(cnn, eps=0.1, n_queries=1, clip_min=None, clip_max=None,
+                                     random_state=0).fit(X, y)
+    delta = (attack.generate(X, y) - X).reshape(-1, 8, 8)
+    # the lowest margin seen is returned: the start, or the clean input when lower
+    standing = np.abs(delta).max(axis=(1, 2)) > 0
+    assert standing.sum() > 30
+    np.testing.assert_allclose(np.abs(delta[standing]), 0.1, atol=1e-6)
+    # one sign per column: every column is constant
+    np.testing.assert_array_equal(np.sign(delta[standing]),
+                                  np.sign(delta[standing][:, :1, :]).repeat(8, axis=1))
+
+
+def test_l2_stays_in_the_ball_and_beats_random_noise(digits_cnn):
+    cnn, X, y = digits_cnn
+    eps = 1.5
+    attack = SquareAttackTransformer(cnn, eps=eps, norm=2, n_queries=200,
+                                     random_state=0).fit(X, y)
+    X_adv = attack.generate(X, y)
+    norms = np.linalg.norm((X_adv - X).astype(np.float64), axis=1)
+    assert norms.max() <= eps and X_adv.min() >= 0 and X_adv.max() <= 1
+    assert np.median(norms) > 0.5 * eps  # the search uses the budget
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=X.shape)
+    noise = np.clip(X + eps * noise / np.linalg.norm(noise, axis=1, keepdims=True), 0, 1)
+    assert accuracy(cnn, X_adv, y) < accuracy(cnn, noise.astype(np.float32), y) - 0.2
+
+
+@pytest.mark.parametrize("norm", ["inf", 2])
+def test_query_budget_and_only_standing_samples_are_queried(norm):
+    torch.manual_seed(0)
+    x = torch.rand(30, 36, dtype=torch.float64)
+    calls = []
+    fooled_at_start = torch.arange(30) < 10
+    w = torch.randn(36, dtype=torch.float64)
+
+    def margin_fn(x_rows, rows):
+        calls.append(rows.clone())
+        base = torch.where(fooled_at_start[rows], -1.0, 1.0).double()
+        return base + 1e-3 * (x_rows @ w)  # never fooled: the margin stays > 0
+
+    n_queries, n_restarts = 25, 2
+    eps = 0.1 if norm == "inf" else 1.0
+    _, queries = square(margin_fn, x, eps=eps, n_queries=n_queries, norm=norm,
+                        keys=torch.arange(30), image_shape=(1, 6, 6),
+                        n_restarts=n_restarts, clip_min=0.0, clip_max=1.0)
+    counted = torch.bincount(torch.cat(calls), minlength=30)
+    np.testing.assert_array_equal(counted.numpy(), queries.numpy())
+    assert (counted[:10] == 1).all()  # clean errors: only the clean query
+    assert (counted[10:] == 1 + n_restarts * n_queries).all()
+
+
+def test_forward_calls_of_the_transformer_respect_the_budget(digits_cnn):
+    cnn, X, y = digits_cnn
+    counting = CountingModule(cnn)
+    attack = SquareAttackTransformer(counting, eps=0.3, n_queries=40, n_restarts=2,
+                                     random_state=0).fit(X, y)
+    counting.rows = 0
+    X_adv = attack.generate(X, y)
+    assert counting.rows <= len(X) * (1 + 2 * 40)
+    # samples stop being queried once fooled: far fewer rows than the full budget
+    assert counting.rows < 0.5 * len(X) * (1 + 2 * 40)
+    assert accuracy(cnn, X_adv, y) < accuracy(cnn, X, y)
+
+
+def test_reproducible_and_rows_independent(digits_cnn):
+    cnn, X, y = digits_cnn
+    attack = SquareAttackTransformer(cnn, eps=0.15, n_queries=30, random_state=1).fit(X, y)
+    full = attack.generate(X, y)
+    np.testing.assert_array_equal(full, attack.generate(X, y))
+    rows = [5, 17, 3, 90]
+    np.testing.assert_allclose(attack.generate(X[rows], y[rows]), full[rows], atol=1e-6)
+    other = attack.set_params(random_state=2).fit(X, y).generate(X, y)
+    assert not np.array_equal(other, full)
+    state = torch.get_rng_state()
+    attack.generate(X[:5], y[:5])
+    assert torch.equal(state, torch.get_rng_state())  # the global RNG is untouched
+
+
+def test_counter_uniform_is_uniform_and_keyed():
+    u = counter_uniform(torch.arange(4000), (0, 1), 8)
+    assert u.min() >= 0 and u.max() < 1
+    assert abs(float(u.mean()) - 0.5) < 0.01
+    assert torch.equal(counter_uniform(torch.tensor([7, 3]), (1, 2), 5)[1],
+                       counter_uniform(torch.tensor([3]), (1, 2), 5)[0])
+    assert not torch.equal(counter_uniform(torch.tensor([3]), (1, 2), 5),
+                           counter_uniform(torch.tensor([3]), (1, 3), 5))
+
+
+def test_image_shape_resolution():
+    assert resolve_image_shape("auto", 784) == (1, 28, 28)
+    assert resolve_image_shape("auto", 30) is None
+    assert resolve_image_shape("auto", 784, constrained=True) is None
+    assert resolve_image_shape((28, 28), 784) == (1, 28, 28)
+    assert resolve_image_shape((3, 4, 5), 60) == (3, 4, 5)
+    assert resolve_image_shape(None, 784) is None
+    with pytest.raises(ValueError, match="holds 780 values but X has 784"):
+        resolve_image_shape((30, 26), 784)
+    with pytest.raises(ValueError, match="tuple of positive ints"):
+        resolve_image_shape((0, 28), 784)
+
+
+def test_bad_parameters(problem):
+    X, y = problem
+    with pytest.raises(ValueError, match="n_queries"):
+        SquareAttackTransformer(torch.nn.Linear(8, 2), n_queries=0).fit(X, y)
+    with pytest.raises(ValueError, match="p_init"):
+        SquareAttackTransformer(torch.nn.Linear(8, 2), p_init=0.0).fit(X, y)
+    with pytest.raises(ValueError, match="n_restarts"):
+        SquareAttackTransformer(torch.nn.Linear(8, 2), n_restarts=0).fit(X, y)
+    with pytest.raises(ValueError, match="norm=2 needs images"):
+        SquareAttackTransformer(torch.nn.Linear(8, 2), norm=2).fit(X, y)
+    with pytest.raises(ValueError, match="norm=2 does not take the feature constraints"):
+        SquareAttackTransformer(torch.nn.Linear(8, 2), norm=2, image_shape=(2, 4),
+                                immutable=[0]).fit(X, y)
+    with pytest.raises(ValueError, match="image_shape"):
+        SquareAttackTransformer(torch.nn.Linear(8, 2), image_shape=(3, 3)).fit(X, y)
+
+
+def test_p_schedule():
+    assert square_p(0.8, 0, 1000) == 0.8
+    assert square_p(0.8, 999, 1000) == pytest.approx(0.8 / 512)
+    values = [square_p(0.8, i, 5000) for i in range(5000)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+    assert square_p(0.8, 10, 10000) == 0.8 and square_p(0.8, 11, 10000) == 0.4
+
+
+# --- tabular data: random feature subsets, constraints, score-only victims --------------
+
 def test_budget_bounds_and_success_on_a_forest(problem):
     X, y = problem
     forest = RandomForestClassifier(n_estimators=20, random_state=0).fit(X, y)
     attack = SquareAttackTransformer(FrozenEstimator(forest), eps=0.15, n_queries=60,
                                      random_state=0).fit(X, y)
+    assert attack.image_shape_ is None
     X_adv = attack.generate(X, y)
     assert X_adv.dtype == X.dtype and X_adv.shape == X.shape
     assert np.abs(X_adv - X).max() <= 0.15 + 1e-12
@@ -37,16 +228,16 @@ def test_square_is_about_as_strong_as_pgd_on_a_linear_model(problem):
     X, y = problem
     logreg = FrozenEstimator(LogisticRegression().fit(X, y))
     eps = 0.08
-    square = SquareAttackTransformer(logreg, eps=eps, n_queries=200, random_state=0)
+    square_attack = SquareAttackTransformer(logreg, eps=eps, n_queries=200, random_state=0)
     pgd = PGDTransformer(logreg, eps=eps, step_size=eps / 4, n_iter=20)
-    acc_square = np.mean(logreg.predict(square.fit(X, y).generate(X, y)) == y)
+    acc_square = np.mean(logreg.predict(square_attack.fit(X, y).generate(X, y)) == y)
     acc_pgd = np.mean(logreg.predict(pgd.fit(X, y).generate(X, y)) == y)
     acc_clean = np.mean(logreg.predict(X) == y)
     assert acc_pgd < acc_clean and acc_square < acc_clean
     assert acc_square <= acc_pgd + 0.05  # the linear worst case is a corner: found by both
 
 
-def test_rows_are_independent_and_reproducible(problem):
+def test_tabular_rows_are_independent_and_reproducible(problem):
     X, y = problem
     forest = FrozenEstimator(RandomForestClassifier(n_estimators=10, random_state=0).fit(X, y))
     attack = SquareAttackTransformer(forest, eps=0.1, n_queries=30, random_state=3).fit(X, y)
@@ -93,15 +284,3 @@ def test_torch_module_victim_and_label_encoding(problem):
     assert fitted.estimator_ is not forest and fitted.generate(X, labels).shape == X.shape
     with pytest.raises(ValueError, match="does not know"):
         fitted.generate(X, np.array(["maybe"] * len(X)))
-
-
-def test_p_schedule_and_bad_parameters(problem):
-    assert p_schedule(0.4, 0, 1000) == 0.4
-    assert p_schedule(0.4, 999, 1000) == pytest.approx(0.4 / 512)
-    values = [p_schedule(0.4, i, 1000) for i in range(1000)]
-    assert all(a >= b for a, b in zip(values, values[1:]))
-    X, y = problem
-    with pytest.raises(ValueError, match="n_queries"):
-        SquareAttackTransformer(torch.nn.Linear(8, 2), n_queries=0).fit(X, y)
-    with pytest.raises(ValueError, match="p_init"):
-        SquareAttackTransformer(torch.nn.Linear(8, 2), p_init=0.0).fit(X, y)
