@@ -209,6 +209,9 @@ def write_report(estimator, X, y, output_dir, *, eps=0.3, norm="inf", attacks=No
              "n_attacked": result.n_attacked[name], "n_fooled": result.n_fooled[name],
              "seconds": result.seconds_per_attack[name]}
             for name in result.attacks],
+        "escalations": [] if result is None else result.get("escalations", []),
+        "plain_robust_accuracy": None if result is None else result.get(
+            "plain_robust_accuracy"),
         "curve": {"eps": curve.eps, "accuracy": curve.accuracy},
         "sanity_checks": [c.to_dict() for c in curve.sanity_checks],
         "sanity_checks_failed": failed,
@@ -247,6 +250,12 @@ def write_report(estimator, X, y, output_dir, *, eps=0.3, norm="inf", attacks=No
                f'({html.escape(", ".join(failed))}): the robust accuracy is probably too '
                'optimistic; see the sanity checks below.</p>' if failed else
                '<p class="pass">All sanity checks passed.</p>')
+    escalated = "".join(
+        f"<p>Escalated: {html.escape(e['attack'])}: {html.escape(e['reason'])}.</p>"
+        for e in data["escalations"])
+    if escalated:
+        escalated = (f"<p>Gradient masking was detected; the ensemble alone gave "
+                     f"{_pct(data['plain_robust_accuracy'])}.</p>" + escalated)
     images = "".join(
         f'<h3>{html.escape(title)}</h3><img alt="{html.escape(title)}" '
         f'src="data:image/png;base64,{png}">' for title, png in figures.items())
@@ -262,7 +271,7 @@ A sample counts as robust only if it survives every attack (worst case); each at
 runs on the samples still standing.</p>
 <h2>Summary</h2>{summary}
 <h2>Sanity checks</h2>{verdict}{check_table}
-<h2>Attacks at eps = {eps:g}</h2>{attack_table}
+<h2>Attacks at eps = {eps:g}</h2>{attack_table}{escalated}
 <h2>Security curve</h2>{curve_table}
 <h2>Figures</h2>{images}
 </body>

@@ -346,3 +346,18 @@ def test_non_finite_inputs_are_refused(mlp_net, data, value):
     X[3, 5] = value
     with pytest.raises(ValueError, match="NaN or infinite values in 1 of 80 rows.*row 3"):
         evaluate_robustness(mlp_net, X, y, eps=0.1)
+
+
+def test_the_report_says_what_was_escalated(mlp_net, data, tmp_path):
+    from skrobust.evaluation import write_report
+
+    X, y = data[0][:40], data[1][:40]
+    masked = quantised_model(mlp_net.module_.eval())
+    with pytest.warns(RobustnessWarning):
+        report = write_report(masked, X, y, tmp_path, eps=0.1, eps_values=[0, 0.1],
+                              attacks=_small_attacks(), image_shape=None)
+    assert report.data["plain_robust_accuracy"] > report.data["robust_accuracy"]
+    names = [e["attack"] for e in report.data["escalations"]]
+    assert "APGD-CE (BPDA)" in names
+    assert [a["name"] for a in report.data["attacks"]][2:] == names
+    assert "Escalated: APGD-CE (BPDA)" in report.html.read_text()
