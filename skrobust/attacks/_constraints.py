@@ -146,8 +146,19 @@ class FeatureConstraints:
                     "leave those features out of integer_features."
                 )
 
-    def project(self, X, X_adv, norm):
-        """Project ``X_adv`` onto the constrained set around ``X``, in X's dtype."""
+    def project(self, X, X_adv, norm, *, chunk=64):
+        """Project ``X_adv`` onto the constrained set around ``X``, in X's dtype.
+
+        Works on ``chunk`` rows at a time, so its float64 temporaries stay small
+        whatever the number of rows; returns a new array.
+        """
+        out = np.empty(np.shape(X), dtype=X.dtype)
+        for start in range(0, len(X), chunk):
+            rows = slice(start, start + chunk)
+            out[rows] = self._project_rows(X[rows], X_adv[rows], norm)
+        return out
+
+    def _project_rows(self, X, X_adv, norm):
         delta = np.asarray(X_adv, dtype=np.float64) - X
         frozen = self.weight == 0
         delta[:, frozen] = 0.0
@@ -174,16 +185,26 @@ class FeatureConstraints:
         return X_adv.astype(X.dtype, copy=False)
 
     def torch_parts(self, module, x0, device):
-        """The module of ``z`` and the per-sample ``z`` box for a batch ``x0`` (tensor)."""
-        lo, hi = self.sample_bounds(x0.detach().cpu().numpy())
+        """The module of ``z`` and the per-sample ``z`` box for a batch ``x0`` (tensor).
+
+        Computed in torch on ``device``: the box widened to contain ``x0`` is
+        ``min(clip_min, x0) - x0 = min(clip_min - x0, 0)`` (and the same for the upper
+        bound), divided by the weight; frozen features get an infinite box (their
+        weight is 0, ``z`` never moves them). No bound gives None.
+        """
         weight = torch.as_tensor(self.weight, dtype=x0.dtype, device=device)
         live = weight > 0
-        lo_t = torch.as_tensor(lo, dtype=x0.dtype, device=device)
-        hi_t = torch.as_tensor(hi, dtype=x0.dtype, device=device)
         safe = torch.where(live, weight, torch.ones_like(weight))
-        inf = torch.tensor(np.inf, dtype=x0.dtype, device=device)
-        z_lo = torch.where(live, (lo_t - x0) / safe, -inf)
-        z_hi = torch.where(live, (hi_t - x0) / safe, inf)
+
+        def z_bound(bound, widen, infinity):
+            if bound is None:
+                return None
+            z = torch.as_tensor(bound, dtype=x0.dtype, device=device) - x0
+            widen(z.div_(safe), 0.0)
+            return z.masked_fill_(~live, infinity)
+
+        z_lo = z_bound(self.clip_min, lambda z, v: z.clamp_(max=v), -np.inf)
+        z_hi = z_bound(self.clip_max, lambda z, v: z.clamp_(min=v), np.inf)
         integer = None
         if self.integer is not None:
             integer = torch.as_tensor(self.integer, device=device) & live

@@ -73,19 +73,38 @@ def clip(x, clip_min=None, clip_max=None):
     return x
 
 
+def _clip_(x, clip_min=None, clip_max=None):
+    """:func:`clip` in place on ``x`` (a tensor of our own that no graph needs)."""
+    if clip_min is not None:
+        torch.maximum(x, torch.as_tensor(clip_min, dtype=x.dtype, device=x.device), out=x)
+    if clip_max is not None:
+        torch.minimum(x, torch.as_tensor(clip_max, dtype=x.dtype, device=x.device), out=x)
+    return x
+
+
 def project(x, x0, eps, norm, clip_min=None, clip_max=None):
     """Project ``x`` onto the ``norm`` ball of radius ``eps`` around ``x0``, then the box.
 
     Clipping after the ball projection cannot leave the ball: ``x0`` lies in the box,
-    so clipping only moves coordinates towards it.
+    so clipping only moves coordinates towards it. Outside autograd the work is done
+    in place on one new tensor (one batch-sized allocation per call).
     """
     delta = x - x0
+    if delta.requires_grad:  # keep every intermediate for the backward pass
+        if norm == 2:
+            scale = (eps / _per_sample_norm(delta, 2).clamp_min(1e-12)).clamp(max=1.0)
+            delta = delta * scale
+        else:
+            delta = delta.clamp(-eps, eps)
+        return clip(x0 + delta, clip_min, clip_max)
     if norm == 2:
-        scale = (eps / _per_sample_norm(delta, 2).clamp_min(1e-12)).clamp(max=1.0)
-        delta = delta * scale
+        delta.mul_((eps / _per_sample_norm(delta, 2).clamp_min(1e-12)).clamp(max=1.0))
+    elif isinstance(eps, torch.Tensor):
+        torch.maximum(delta, -eps, out=delta)
+        torch.minimum(delta, eps, out=delta)
     else:
-        delta = delta.clamp(-eps, eps)
-    return clip(x0 + delta, clip_min, clip_max)
+        delta.clamp_(-eps, eps)
+    return _clip_(delta.add_(x0), clip_min, clip_max)
 
 
 def project_exact(x, x0, eps, norm, clip_min=None, clip_max=None):
@@ -96,8 +115,8 @@ def project_exact(x, x0, eps, norm, clip_min=None, clip_max=None):
     entry that ``x0 + delta`` rounds one ulp beyond ``eps`` steps back towards
     ``x0``, and an L2 perturbation longer than ``eps`` shrinks to a hair below it.
     The bounds ``clip_min``/``clip_max`` (None, floats or tensors broadcastable to a
-    row) are applied in x0's dtype. Runs on the tensors' device on batch-sized
-    temporaries only; returns a new tensor of x0's dtype and modifies neither input.
+    row) are applied in x0's dtype. Runs on the tensors' device on two batch-sized
+    temporaries; returns a new tensor of x0's dtype and modifies neither input.
     """
     delta = x.to(x0.dtype) - x0
     if norm == 2:
@@ -109,17 +128,13 @@ def project_exact(x, x0, eps, norm, clip_min=None, clip_max=None):
         delta.mul_(scale.to(x0.dtype))
     else:
         delta.clamp_(-eps, eps)
-    out = delta.add_(x0)
-    if clip_min is not None:
-        torch.maximum(out, torch.as_tensor(clip_min, dtype=out.dtype, device=out.device),
-                      out=out)
-    if clip_max is not None:
-        torch.minimum(out, torch.as_tensor(clip_max, dtype=out.dtype, device=out.device),
-                      out=out)
+    out = _clip_(delta.add_(x0), clip_min, clip_max)
     if norm != 2:
         # x0 + delta can round one ulp beyond eps; step those entries back towards x0
-        over = (out - x0).abs_() > eps
-        out = torch.where(over, torch.nextafter(out, x0), out)
+        spare = torch.sub(out, x0)
+        over = spare.abs_() > eps
+        torch.nextafter(out, x0, out=spare)
+        torch.where(over, spare, out, out=out)
     return out
 
 
