@@ -83,9 +83,10 @@ def _sq_distances(A, B):
     Safe for any finite input: the expansion ``|a|^2 + |b|^2 - 2 a.b`` is computed in
     float64, and an entry that is not finite (only possible when a row's squared
     norm overflows float64, i.e. values beyond about 1e154) is ``+inf``, whose kernel
-    value is the exact limit 0. Such a row is thus an isolated point, at infinite
-    distance from every row (itself included): it can only add to the discrepancy,
-    never hide it. Never NaN, never negative.
+    value is the exact limit 0. Such a row is thus an isolated point, at kernel 0
+    from every row (even an identical one, and itself: the diagonal is not part of
+    the unbiased statistic): a point far from all the data, which is what it is.
+    Never NaN, never negative.
     """
     A, B = A.double(), B.double()
     aa = (A * A).sum(1, keepdim=True)
@@ -121,7 +122,9 @@ def rbf_kernel(X, Y=None, *, gamma=1.0, kernel="rbf"):
     Returns
     -------
     K : ndarray of shape (n_samples_X, n_samples_Y)
-        float64 kernel matrix.
+        float64 kernel matrix, computed in float64 for any finite input. A pair
+        whose squared distance overflows float64 (values beyond about 1e154) has
+        the limit value 0; so has a row with such values with itself.
 
     Examples
     --------

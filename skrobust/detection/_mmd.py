@@ -165,7 +165,10 @@ default=None
         standardises its pooled sample (tested batch and reference rows together), a
         symmetric transformation that keeps the permutation test exact (moments of
         the reference alone would make rare features of the batch look extreme and
-        inflate the false-positive rate).
+        inflate the false-positive rate). The pooled scale of a feature is capped at
+        ``SCALE_CAP = 4`` times the reference's own (``feature_scale_``): otherwise
+        a few extreme rows of the batch would inflate it and shrink every other
+        difference towards 0, hiding any shift.
     class_matched : bool, default=False
         Draw the reference sample with the same predicted-class counts as the tested
         batch (needs ``estimator``), so a batch that is just unbalanced across
@@ -227,6 +230,16 @@ default=None
 
     ``predict``, ``score`` and ``score_samples`` act on a batch (a two-sample test),
     so a row's result depends on the other rows of the batch.
+
+    Extreme values cannot blind the test. Kernels are computed in float64 on
+    features centred on the reference; a squared distance that overflows float64
+    (values beyond about 1e154) is ``+inf``, whose kernel value is the exact limit
+    0, so such a row is an isolated point, unlike every other row.
+    A network's ``inf`` representations are kept as the largest float64; NaN
+    representations (a network overflowing on extreme input), NaN or infinite
+    input, a reference whose median-heuristic bandwidth overflows and a
+    non-finite statistic raise ``ValueError``: a batch is never reported as "no
+    drift" because of a value the test could not handle.
 
     References
     ----------

@@ -132,3 +132,16 @@ def test_stratified_permutations_keep_the_counts_per_stratum():
         np.testing.assert_array_equal(U[in_stratum].sum(0).numpy(), expected)
     # every row of a stratum is drawn at some point
     assert (U[:, 1:].sum(1) > 0).all()
+
+
+def test_kernels_are_finite_for_any_finite_input():
+    big = np.finfo(np.float64).max
+    X = np.array([[0.0, 0.0], [1.0, 0.0], [1e300, -1e300], [big, big], [-big, big]])
+    K = rbf_kernel(X, gamma=0.5)
+    assert np.isfinite(K).all() and (K >= 0).all() and (K <= 1).all()
+    assert K[0, 1] == pytest.approx(np.exp(-0.5))
+    assert K[0, 2] == 0 and K[2, 3] == 0 and K[3, 4] == 0  # overflowing distances: +inf
+    X32 = np.array([[0.0, 1.0], [1e30, 1e30]], dtype=np.float32)  # float32 squares overflow
+    assert rbf_kernel(X32, gamma=1.0)[0, 1] == 0 and np.isfinite(rbf_kernel(X32)).all()
+    assert np.isfinite(mmd2_unbiased(X[:3], X[2:], gamma=0.5))
+    assert median_gamma(np.array([[0.0], [1e200], [-1e200]])) == 0.0  # refused by fit
