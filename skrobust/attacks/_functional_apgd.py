@@ -199,6 +199,8 @@ def apgd_run(module, x, x_start, objective, reached, *, eps, norm, n_iter, rho=0
         if len(new):
             x_found[new] = x_cur[new]
         success = success | hit
+        if bool(success.all()):
+            break  # every output is a found point now: later steps change none of them
         n_increased += (losses > loss_prev).long()
         better = (losses > loss_best).nonzero().flatten()
         if len(better):
