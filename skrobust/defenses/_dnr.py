@@ -94,7 +94,12 @@ class _DNRModule(nn.Module):
         self.combiner = combiner
         self.reject_threshold = float(threshold)
 
-    def forward(self, x):
+    def layer_outputs(self, x):
+        """The standardised outputs of the DNR layers, in the order of ``layers``.
+
+        Also a handle for adaptive attacks, which pull these representations
+        towards those of a sample of another class (feature mimicry).
+        """
         modules = dict(self.net.named_modules())
         outputs = {}
 
@@ -109,8 +114,11 @@ class _DNRModule(nn.Module):
         finally:
             for handle in handles:
                 handle.remove()
-        scores = [head(scaler(outputs[name].to(torch.float64)))
-                  for name, scaler, head in zip(self.layers, self.scalers, self.heads)]
+        return [scaler(outputs[name].to(torch.float64))
+                for name, scaler in zip(self.layers, self.scalers)]
+
+    def forward(self, x):
+        scores = [head(z) for z, head in zip(self.layer_outputs(x), self.heads)]
         return self.combiner(torch.cat(scores, dim=1)).to(x.dtype)
 
 
