@@ -64,7 +64,7 @@ def _n_outputs(estimator, n_features):
     return max(int(logits.shape[1]), 2)
 
 
-def default_attacks(n_classes, *, n_iter=100, norm="inf", n_queries=1000):
+def default_attacks(n_classes, *, n_iter=100, norm="inf", n_queries=5000):
     """AutoAttack's ensemble plus FGSM: APGD-CE, APGD-T (DLR, 9 targets), FGSM, Square.
 
     With 3 classes the targeted DLR loss is undefined and APGD-DLR replaces APGD-T;
@@ -79,8 +79,9 @@ def default_attacks(n_classes, *, n_iter=100, norm="inf", n_queries=1000):
         Iterations of each APGD run.
     norm : {"inf", 2}, default="inf"
         Norm of the budget; Square runs for ``"inf"`` only.
-    n_queries : int, default=1000
-        Queries of the Square Attack (AutoAttack uses 5000); 0 leaves it out.
+    n_queries : int, default=5000
+        Queries of the Square Attack per sample still standing (AutoAttack's
+        budget); 0 leaves it out.
 
     Returns
     -------
