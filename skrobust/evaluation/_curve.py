@@ -48,7 +48,11 @@ def security_curve(estimator, X, y, eps_values, *, attack=None, norm="inf", clip
         The input domain.
     reject_label : int, str or None, default=None
         Label of a rejection: rejected adversarial examples count as correct
-        (rejection-aware accuracy), rejected clean samples as errors.
+        (rejection-aware accuracy), rejected clean samples as errors. With
+        ``attack=None``, the two-stage adaptive attack
+        :class:`~skrobust.attacks.AdaptiveRejectionTransformer` runs after the
+        default ensemble on the samples still standing (a non-adaptive attack
+        over-reports rejection defenses).
     sanity_checks : bool, default=True
         Run the sanity checks, warning with a :class:`RobustnessWarning` on failure.
     random_state : int or None, default=None

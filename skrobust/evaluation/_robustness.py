@@ -217,6 +217,8 @@ def evaluate_robustness(estimator, X, y, *, eps, norm="inf", attacks=None, clip_
     reject_label : int, str or None, default=None
         For classifiers with a reject option: the label of a rejection. A rejected
         clean sample is an error; a rejected adversarial example counts as robust.
+        With ``attacks=None``, the two-stage adaptive attack
+        :class:`~skrobust.attacks.AdaptiveRejectionTransformer` runs last.
     sanity_checks : bool, default=True
         Run :func:`run_sanity_checks` before and :func:`check_iterative_stronger`
         after the attacks, warning with a :class:`RobustnessWarning` on failure.

@@ -138,7 +138,9 @@ class SecurityCurveDisplay:
         clip_min, clip_max : float, array-like or None, default=0.0, 1.0
             Input domain.
         reject_label : int, str or None, default=None
-            Label of a rejection (rejection-aware accuracy).
+            Label of a rejection (rejection-aware accuracy); with ``attack=None``
+            the adaptive :class:`~skrobust.attacks.AdaptiveRejectionTransformer`
+            joins the ensemble.
         sanity_checks : bool, default=True
             Run the sanity checks.
         random_state : int or None, default=None
