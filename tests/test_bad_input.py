@@ -20,7 +20,7 @@ from skrobust.attacks import (
 )
 from skrobust.defenses import DNRClassifier
 from skrobust.detection import MMDDriftDetector
-from skrobust.evaluation import evaluate_attack
+from skrobust.evaluation import evaluate_attack, evaluate_robustness
 from skrobust.metrics import make_adversarial_scorer
 from skrobust.models import MLP, LeNet5
 from skrobust.models._skorch import default_net, fit_net
@@ -83,6 +83,14 @@ def test_evaluation_functions_and_scorers_refuse_unknown_labels(skorch_victim, b
         make_adversarial_scorer(FGSMTransformer(eps=0.1))(skorch_victim, X, y)
 
 
+@pytest.mark.parametrize("bad", [7, -1])
+def test_evaluate_robustness_refuses_unknown_labels(bad):
+    y = np.where(Y == 0, bad, Y)
+    with pytest.raises(ValueError, match=LABEL_RANGE):
+        evaluate_robustness(_module(), X, y, eps=0.1, sanity_checks=False,
+                            attacks=[("FGSM", FGSMTransformer())])
+
+
 # -------------------------------------------------------------------- width
 @pytest.mark.parametrize("width", [4, 8])
 @pytest.mark.parametrize("kind", sorted(ATTACKS))
@@ -130,6 +138,12 @@ def test_the_dry_forward_is_cached_per_module_and_width():
     assert len(calls) == 1
     with pytest.raises(ValueError, match="expects 6 features"):
         model.check_n_features(5)
+
+
+def test_evaluate_robustness_refuses_a_width_the_victim_cannot_take():
+    with pytest.raises(ValueError, match="X has 4 features, but the victim Sequential "
+                                         "expects 6 features"):
+        evaluate_robustness(_module(), X[:, :4], Y, eps=0.1)
 
 
 def test_width_in_features_dnr_and_mmd(skorch_victim):

@@ -24,7 +24,6 @@ from ..utils._sklearn_torch import (
     check_convertible,
     sklearn_to_torch,
 )
-from ..utils._torch import eval_mode, to_tensor
 from ._sanity import (
     ResolvedVictim,
     SanityCheck,
@@ -56,12 +55,9 @@ def attack_name(attack):
 
 
 def _n_outputs(estimator, n_features):
-    model = as_torch_model(estimator)
-    import torch
-
-    with eval_mode(model.module), torch.no_grad():
-        logits = model.module(to_tensor(np.zeros((1, n_features)), model.device))
-    return max(int(logits.shape[1]), 2)
+    # the victim layer's cached dry forward; a width the victim cannot take is a
+    # ValueError naming the expected and the given width
+    return as_torch_model(estimator).n_classes(n_features)
 
 
 def default_attacks(n_classes, *, n_iter=100, norm="inf", n_queries=5000):
@@ -217,8 +213,6 @@ def evaluate_robustness(estimator, X, y, *, eps, norm="inf", attacks=None, clip_
     reject_label : int, str or None, default=None
         For classifiers with a reject option: the label of a rejection. A rejected
         clean sample is an error; a rejected adversarial example counts as robust.
-        With ``attacks=None``, the two-stage adaptive attack
-        :class:`~skrobust.attacks.AdaptiveRejectionTransformer` runs last.
     sanity_checks : bool, default=True
         Run :func:`run_sanity_checks` before and :func:`check_iterative_stronger`
         after the attacks, warning with a :class:`RobustnessWarning` on failure.
