@@ -554,12 +554,14 @@ def run_monitor(detector, batch_dir, output_dir, *, top_k=100, rescan=False,
         marker.unlink()
     seen = {r["batch"] for r in history}
     files = sorted(p for p in batch_dir.iterdir()
-                   if p.suffix in (".npy", ".npz") and p.is_file()
-                   and (rescan or p.name not in seen))
+                   if p.suffix in (".npy", ".npz") and (rescan or p.name not in seen))
     for path in tqdm(files, disable=verbose <= 0, desc="batches", unit="batch"):
         record = {"batch": path.name, "timestamp": now()}
         marker.write_text(json.dumps({"batch": path.name}))
         try:
+            if not path.is_file():  # never open a pipe or a device: it could block
+                raise ValueError("not a regular file (a folder, pipe, device or broken "
+                                 "link); it is not opened")
             X = _load_batch(path, detector.n_features_in_, max_batch_bytes)
             result = detector.test(X)
             top = detector.top_k_suspicious(X, k=top_k)

@@ -1,5 +1,6 @@
 import io
 import json
+import os
 import pickle
 import zipfile
 
@@ -362,6 +363,12 @@ def _write_bad_files(folder, clean):
     bad["inf.npz"] = "infinity"
     np.save(folder / "wrong_width.npy", clean[:20, :3])
     bad["wrong_width.npy"] = "expected (n_samples, 4)"
+    (folder / "folder.npy").mkdir()
+    bad["folder.npy"] = "not a regular file"
+    os.mkfifo(folder / "pipe.npy")  # opening it would block the run
+    bad["pipe.npy"] = "not a regular file"
+    (folder / "broken_link.npz").symlink_to(folder / "nowhere")
+    bad["broken_link.npz"] = "not a regular file"
     return bad
 
 
