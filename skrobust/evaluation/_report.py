@@ -253,7 +253,7 @@ def write_report(estimator, X, y, output_dir, *, eps=0.3, norm="inf", attacks=No
     escalated = "".join(
         f"<p>Escalated: {html.escape(e['attack'])}: {html.escape(e['reason'])}.</p>"
         for e in data["escalations"])
-    if escalated:
+    if escalated and data["plain_robust_accuracy"] is not None:
         escalated = (f"<p>Gradient masking was detected; the ensemble alone gave "
                      f"{_pct(data['plain_robust_accuracy'])}.</p>" + escalated)
     images = "".join(

@@ -183,7 +183,10 @@ def evaluate_robustness(estimator, X, y, *, eps, norm="inf", attacks=None, clip_
     samples still standing it runs the gradient attacks of the ensemble through
     the declared non-differentiable parts with straight-through gradients (BPDA),
     transfers their adversarial examples from the same network without those
-    parts, and runs the Square Attack with a larger budget and a restart. A
+    parts, and runs the Square Attack again with a larger budget and a new seed.
+    When the masking is detected before the attacks (by the gradient checks), the
+    white-box escalation runs first, so the ensemble's futile gradient attacks
+    only see its survivors. A
     ``surrogate`` given by the user is always attacked and its examples
     transferred. Every escalated attack is listed in ``escalations`` with its
     reason, and ``robust_accuracy`` is the worst case per sample over everything
@@ -213,6 +216,8 @@ def evaluate_robustness(estimator, X, y, *, eps, norm="inf", attacks=None, clip_
     reject_label : int, str or None, default=None
         For classifiers with a reject option: the label of a rejection. A rejected
         clean sample is an error; a rejected adversarial example counts as robust.
+        With ``attacks=None``, the two-stage adaptive attack
+        :class:`~skrobust.attacks.AdaptiveRejectionTransformer` runs last.
     sanity_checks : bool, default=True
         Run :func:`run_sanity_checks` before and :func:`check_iterative_stronger`
         after the attacks, warning with a :class:`RobustnessWarning` on failure.
@@ -259,7 +264,9 @@ def evaluate_robustness(estimator, X, y, *, eps, norm="inf", attacks=None, clip_
         - ``escalations`` : list of dicts ``{"attack": name, "reason": why}``, one
           per escalated attack (empty when nothing was escalated)
         - ``plain_robust_accuracy`` : robust accuracy after the ensemble alone,
-          before any escalation
+          before any escalation; None when masking was detected before the attacks
+          and the white-box escalation ran first (the ensemble then only attacked
+          its survivors)
 
     See Also
     --------
@@ -336,9 +343,9 @@ def _domain(X, clip_min, clip_max):
 MASKING_CHECKS = ("gradients", "cross-entropy gradients", "eps=0 reproduces clean accuracy",
                   "iterative attacks beat FGSM")
 NON_DIFFERENTIABLE_MARK = "skrobust_non_differentiable"
-# The escalated Square Attack: at least AutoAttack's budget, run twice (new seed)
+# The escalated Square Attack: at least AutoAttack's budget, with new seeds
 ESCALATED_SQUARE_QUERIES = 5000
-ESCALATED_SQUARE_RUNS = 2
+ESCALATED_SQUARE_RUNS = 1
 
 
 class _Rewired(torch.nn.Module):
@@ -532,8 +539,9 @@ def _offset_seed(random_state, offset):
 
 
 def _escalation_stages(plan, attacks, *, reasons, surrogate, eps, norm, clip_min,
-                       clip_max, random_state):
-    """``(name, attack, victim, reason)`` of each escalated attack, in order."""
+                       clip_max, random_state, square=True):
+    """``(name, attack, victim, reason)`` of each escalated attack, in order (the
+    black-box Square Attack last, and only when ``square``)."""
     gradient = [(name, attack) for name, attack in attacks if not _is_black_box(attack)]
     stages = []
     if surrogate is not None:
@@ -555,15 +563,17 @@ def _escalation_stages(plan, attacks, *, reasons, surrogate, eps, norm, clip_min
                            ResolvedVictim(None, plan.skip),
                            f"{why}: examples of the network without {parts}, transferred"))
     square = _escalated_square(attacks, eps=eps, norm=norm, clip_min=clip_min,
-                               clip_max=clip_max)
+                               clip_max=clip_max) if square else None
     if square is not None:
         queries = square.get_params()["n_queries"]
         for restart in range(ESCALATED_SQUARE_RUNS):
             run = clone(square)
             if "random_state" in run.get_params(deep=False):
                 run.set_params(random_state=_offset_seed(random_state, restart + 1))
-            stages.append((f"Square-{queries} (run {restart + 1})", run, None,
-                           f"{why}: black-box random search with a larger budget"))
+            suffix = "" if restart == 0 else f" #{restart + 1}"
+            stages.append((f"Square-{queries} (escalated{suffix})", run, None,
+                           f"{why}: black-box random search with a larger budget and a "
+                           "new seed"))
     return stages
 
 
@@ -600,6 +610,33 @@ def _evaluate(estimator, X, y, *, eps, norm, attacks, clip_min, clip_max, reject
     if y_pred is None:
         y_pred = predict_labels(victim, X)
     state = _State(victim, X, y, y_pred, reject_label)
+    escalations, done = [], set()
+
+    def escalate_with(reasons, *, square):
+        for name, attack, target, reason in _escalation_stages(
+                plan, attacks, reasons=reasons, surrogate=surrogate, eps=eps, norm=norm,
+                clip_min=clip_min, clip_max=clip_max, random_state=random_state,
+                square=square):
+            if name in done or not state.standing.any():
+                continue
+            done.add(name)
+            escalations.append({"attack": name, "reason": reason})
+            state.run(name, attack, estimator if target is None else target)
+
+    reasons = []
+    if escalate:
+        if plan.pipeline:
+            reasons.append(f"pipeline steps {plan.parts} cannot be differentiated (every "
+                           "gradient attack went through them with straight-through "
+                           "gradients)")
+        masking = checks if model_checks else checks + _silent_masking_checks(victim, X, y)
+        reasons += _masking_reasons(masking)
+        if reasons:
+            # masking is known before any attack: the white-box escalation runs first,
+            # so the ensemble's futile gradient attacks only see its survivors
+            escalate_with(reasons, square=False)
+    escalated_first = bool(escalations)
+
     single_fooled = np.zeros(len(X), dtype=bool)
     iterative_fooled = np.zeros(len(X), dtype=bool)
     single_after_iterative = False
@@ -618,28 +655,11 @@ def _evaluate(estimator, X, y, *, eps, norm, attacks, clip_min, clip_max, reject
         check = replace(check, name=f"{check.name} (eps={eps:g})")
         if sanity_checks:
             checks.append(check)
-    else:
-        check = None
-    plain_robust = state.robust_accuracy()
-
-    escalations = []
-    if escalate:
-        reasons = []
-        if plan.pipeline:
-            reasons.append(f"pipeline steps {plan.parts} cannot be differentiated (every "
-                           "gradient attack went through them with straight-through "
-                           "gradients)")
-        masking = checks if model_checks else checks + _silent_masking_checks(victim, X, y)
-        if check is not None and not sanity_checks:
-            masking = masking + [check]
-        reasons += _masking_reasons(masking)
-        for name, attack, target, reason in _escalation_stages(
-                plan, attacks, reasons=reasons, surrogate=surrogate, eps=eps, norm=norm,
-                clip_min=clip_min, clip_max=clip_max, random_state=random_state):
-            if not state.standing.any():
-                break
-            escalations.append({"attack": name, "reason": reason})
-            state.run(name, attack, estimator if target is None else target)
+        if escalate:
+            reasons += _masking_reasons([check])
+    plain_robust = None if escalated_first else state.robust_accuracy()
+    if escalate and (reasons or surrogate is not None):
+        escalate_with(reasons, square=True)
     return Bunch(
         clean_accuracy=float(state.correct.mean()) if len(X) else 0.0,
         robust_accuracy=state.robust_accuracy(),
@@ -731,7 +751,9 @@ def format_robustness_table(result, *, title=None):
         lines.append(f"{name:<{width}}  {100 * acc:7.2f}%  {n_text:>8}  {sec_text:>7}")
     escalations = result.get("escalations", [])
     if escalations:
-        lines.append(f"escalated (the ensemble alone: {100 * result.plain_robust_accuracy:.2f}%):")
+        plain = result.get("plain_robust_accuracy")
+        lines.append("escalated" + ("" if plain is None else
+                                    f" (the ensemble alone: {100 * plain:.2f}%)") + ":")
         reasons = {}
         for item in escalations:
             reasons.setdefault(item["reason"], []).append(item["attack"])

@@ -265,10 +265,14 @@ def test_escalation_reaches_the_transfer_bound(mlp_net, data, make):
         escalated = evaluate_robustness(masked, X, y, **kwargs)
     # the plain protocol is fooled by the masking; the escalation is not
     assert plain.escalations == [] and plain.robust_accuracy > bound + 0.5
-    assert escalated.plain_robust_accuracy == plain.robust_accuracy
     assert escalated.robust_accuracy <= bound + 1.0 / len(X)
+    # the gradient checks saw the masking before any attack: the white-box
+    # escalation ran first, the ensemble on its survivors, then the Square Attack
+    assert escalated.plain_robust_accuracy is None
     escalated_names = [e["attack"] for e in escalated.escalations]
-    assert escalated.attacks == ["APGD-CE", "FGSM"] + escalated_names
+    white = [n for n in escalated_names if not n.startswith("Square")]
+    assert escalated.attacks[:len(white) + 2] == white + ["APGD-CE", "FGSM"]
+    assert escalated.attacks[len(white) + 2:] == escalated_names[len(white):]
     assert any("BPDA" in n for n in escalated_names)
     assert any("transfer without" in n for n in escalated_names)
     assert all("gradients check failed" in e["reason"] for e in escalated.escalations)
@@ -278,7 +282,8 @@ def test_escalation_reaches_the_transfer_bound(mlp_net, data, make):
         pred = masked(torch.as_tensor(escalated.X_adv)).argmax(1).numpy()
     assert np.all(pred[fooled] != y[fooled]) and np.all(pred[escalated.robust] == y[escalated.robust])
     assert np.abs(escalated.X_adv - X).max() <= 0.1 + 1e-6
-    assert "escalated (the ensemble alone" in format_robustness_table(escalated)
+    table = format_robustness_table(escalated)
+    assert "\nescalated:\n  APGD-CE (BPDA), FGSM (BPDA): gradients" in table
 
 
 def test_a_surrogate_is_transferred_from(mlp_net, data):
@@ -356,8 +361,8 @@ def test_the_report_says_what_was_escalated(mlp_net, data, tmp_path):
     with pytest.warns(RobustnessWarning):
         report = write_report(masked, X, y, tmp_path, eps=0.1, eps_values=[0, 0.1],
                               attacks=_small_attacks(), image_shape=None)
-    assert report.data["plain_robust_accuracy"] > report.data["robust_accuracy"]
+    assert report.data["robust_accuracy"] < report.data["clean_accuracy"] / 2
     names = [e["attack"] for e in report.data["escalations"]]
     assert "APGD-CE (BPDA)" in names
-    assert [a["name"] for a in report.data["attacks"]][2:] == names
+    assert set(names) <= {a["name"] for a in report.data["attacks"]}
     assert "Escalated: APGD-CE (BPDA)" in report.html.read_text()
