@@ -172,6 +172,13 @@ def test_values_beyond_float32_are_refused_not_answered_with_nan(skorch_victim):
     X_big[0, 0] = 1e30  # within float32: a finite answer
     assert np.isfinite(dnr.decision_function(X_big)).all()
     assert set(dnr.predict(X_big)) <= {0, 1, 2, dnr.reject_label}
+    # within float32, but the network overflows: refused, never a NaN score that
+    # would slip past the reject option
+    weight = skorch_victim.estimator.module_.fc1.weight.detach().numpy()
+    X_big[0] = 3e38 * np.sign(weight[np.abs(weight).sum(1).argmax()])
+    with pytest.raises(ValueError, match="layer 'relu1' gives non-finite outputs for 1 "
+                                         "of 30 rows of X"):
+        dnr.predict(X_big)
 
 
 # --------------------------------------------------------------- parameters

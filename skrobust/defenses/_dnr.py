@@ -60,6 +60,26 @@ def _ovr(template, X):
     return template
 
 
+def _layer_features(features, name):
+    """A layer's features as float64, refused when not finite.
+
+    X itself is finite and within float32 (checked by ``extract_features``), but a
+    network can still overflow on extreme values; the SVMs cannot score such rows,
+    and a NaN score would escape the reject option (NaN is never below the
+    threshold): fail closed.
+    """
+    Z = features[name].astype(np.float64)
+    bad = ~np.isfinite(Z).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"The network's layer {name!r} gives non-finite outputs for {int(bad.sum())} "
+            f"of {len(Z)} rows of X (first: row {np.flatnonzero(bad)[0]}): the values are "
+            "too large for the network in float32, and DNR cannot score those rows. "
+            "Rescale X, or refuse such inputs before they reach DNR."
+        )
+    return Z
+
+
 def _ovr_scores(ovr, X, n_classes):
     """(n_samples, n_classes) one-vs-rest decision values (``(-s, s)`` for 2 classes)."""
     scores = ovr.decision_function(X)
@@ -437,7 +457,7 @@ class DNRClassifier(ClassifierMixin, BaseEstimator):
         oof_scores = []
         parallel = Parallel(n_jobs=self.n_jobs)
         for name in self.layers_:
-            Z = features[name].astype(np.float64)
+            Z = _layer_features(features, name)
             scaler = StandardScaler().fit(Z) if self.standardize else None
             if scaler is not None:
                 Z = scaler.transform(Z)
@@ -477,7 +497,7 @@ class DNRClassifier(ClassifierMixin, BaseEstimator):
         n_classes = len(self.classes_)
         scores = []
         for name in self.layers_:
-            Z = features[name].astype(np.float64)
+            Z = _layer_features(features, name)
             if self.layer_scalers_[name] is not None:
                 Z = self.layer_scalers_[name].transform(Z)
             scores.append(_ovr_scores(self.layer_clfs_[name], Z, n_classes))
