@@ -365,8 +365,9 @@ def _write_bad_files(folder, clean):
     bad["wrong_width.npy"] = "expected (n_samples, 4)"
     (folder / "folder.npy").mkdir()
     bad["folder.npy"] = "not a regular file"
-    os.mkfifo(folder / "pipe.npy")  # opening it would block the run
-    bad["pipe.npy"] = "not a regular file"
+    if hasattr(os, "mkfifo"):  # POSIX
+        os.mkfifo(folder / "pipe.npy")  # opening it would block the run
+        bad["pipe.npy"] = "not a regular file"
     (folder / "broken_link.npz").symlink_to(folder / "nowhere")
     bad["broken_link.npz"] = "not a regular file"
     return bad
