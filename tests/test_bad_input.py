@@ -102,6 +102,15 @@ def test_a_width_the_victim_cannot_take_is_refused_at_fit(kind, victim, width):
         ATTACKS[kind](victim).fit(X_bad, Y)
 
 
+def test_the_width_of_a_black_box_victim_is_checked_before_the_first_query():
+    from sklearn.ensemble import RandomForestClassifier
+
+    forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, Y)
+    with pytest.raises(ValueError, match="X has 4 features, but the victim "
+                                         "RandomForestClassifier was fitted on 6"):
+        SquareAttackTransformer(FrozenEstimator(forest), n_queries=3).fit(X[:, :4], Y)
+
+
 def test_the_width_of_a_convolutional_victim_is_found_by_a_dry_forward():
     # LeNet5's first layer is a convolution: no in_features to read
     X_bad = RNG.rand(4, 700).astype(np.float32)

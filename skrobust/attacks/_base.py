@@ -21,6 +21,7 @@ from ..utils._differentiable import (
     TorchModel,
     as_torch_model,
     check_float32_range,
+    check_victim_width,
 )
 from ..utils._sklearn_torch import check_convertible, is_convertible
 from ..utils._torch import (copy_into, eval_mode, make_generator, resolve_device, to_device,
@@ -191,6 +192,7 @@ class BaseAttack(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             self._fit_constraints(X)
         self.estimator_ = self._fit_victim(X, y, y_index)
         # fail at fit, not at transform, on a bad victim or a width it cannot take
+        check_victim_width(self.estimator_, X.shape[1])
         self._torch_model().check_n_features(X.shape[1])
         return self
 

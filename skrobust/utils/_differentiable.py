@@ -221,6 +221,25 @@ def unfrozen(estimator):
     return estimator
 
 
+def check_victim_width(estimator, n_features):
+    """Refuse a width other than the one a fitted scikit-learn victim recorded.
+
+    Covers black-box victims (random forests, gradient boosting), which have no
+    torch module to probe: their ``n_features_in_`` is compared before the first
+    query, with the expected and the given width in the message.
+    """
+    victim = unfrozen(estimator)
+    expected = getattr(victim, "n_features_in_", None)
+    if isinstance(victim, torch.nn.Module) or expected is None:
+        return
+    if int(expected) != int(n_features):
+        raise ValueError(
+            f"X has {n_features} features, but the victim {type(victim).__name__} was "
+            f"fitted on {expected} features; give X the columns the victim was trained "
+            "on."
+        )
+
+
 def victim_input(estimator, X):
     """``X`` as the victim's own ``predict``/``predict_proba`` takes it.
 

@@ -121,7 +121,8 @@ def test_a_fitted_attack_keeps_the_scales_it_learned_on_the_training_data():
     X_adv = evaluate_attack(pipe, X_test, y_test, template).X_adv
     np.testing.assert_allclose(np.abs(X_adv - X_test).max(axis=0),
                                0.5 * X_test.std(axis=0), rtol=1e-6)
-    with pytest.raises(ValueError, match="X has 5 features, which the victim"):
+    with pytest.raises(ValueError, match="X has 5 features, but the victim Pipeline was "
+                                         "fitted on 30 features"):
         evaluate_attack(pipe, X_test[:, :5], y_test, fitted)
     score = make_adversarial_scorer(fitted)(pipe, X_test, y_test)
     assert 0 <= score < pipe.score(X_test, y_test)
