@@ -67,6 +67,15 @@ def test_labels_outside_the_victims_classes_are_refused(kind, victim, bad):
         attack.generate(X, np.where(Y == 0, bad, Y))
 
 
+@pytest.mark.parametrize("labels", [np.array(["a", "b", "c"] * 10),
+                                    np.where(Y == 0, np.nan, Y), Y + 0.5])
+def test_labels_that_are_no_class_indices_are_refused(labels):
+    attack = FGSMTransformer(_module()).fit(X, Y)
+    with pytest.raises(ValueError, match="y must hold integer class indices for a victim "
+                                         "without classes_"):
+        attack.generate(X, labels)
+
+
 def test_labels_of_a_single_logit_victim_are_0_or_1():
     attack = FGSMTransformer(nn.Linear(6, 1)).fit(X, Y % 2)
     assert attack.generate(X, Y % 2).shape == X.shape
