@@ -9,7 +9,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, check_scalar, validate_data
 
-from ..utils._differentiable import as_torch_model
+from ..utils._differentiable import as_torch_model, check_float32_range
 from ..utils._features import extract_features
 from ..utils._torch import eval_mode, make_generator, resolve_device, to_numpy, to_tensor
 from ._kernels import (
@@ -330,6 +330,8 @@ default=None
         classes = None
         if OUTPUT in names or need_classes:
             model = as_torch_model(self.estimator_)
+            check_float32_range(X)  # as extract_features: the network is float32
+            model.check_n_features(X.shape[1])
             logits = []
             with eval_mode(model.module), torch.no_grad():
                 for start in range(0, len(X), self.batch_size):

@@ -294,6 +294,10 @@ def test_network_overflow_is_refused_or_flagged():
     only_inf[:2] = [3e38, 0.0]  # logits +-inf, no NaN: saturated, isolated points
     result = detector.test(only_inf)
     assert np.isfinite(result.statistic) and 0 < result.p_value <= 1
+    beyond = ref[:30].astype(np.float64)
+    beyond[0] = 1e300  # beyond float32, where the network computes: refused up front
+    with pytest.raises(ValueError, match="beyond the float32 range"):
+        detector.test(beyond)
 
 
 def test_reference_out_of_the_kernel_range_is_refused():
