@@ -263,13 +263,21 @@ def counter_uniform(keys, counter, n):
     -------
     u : Tensor of float64 of shape (n_rows, n)
     """
+    return _uniform(_mix_keys(keys), counter, n)
+
+
+def _mix_keys(keys):
+    """The per-row state of :func:`counter_uniform` (hash the keys once per attack)."""
+    return _hash32(_hash32(keys.to(torch.int64) & _MASK32) ^ 0x2545F491)
+
+
+def _uniform(mixed, counter, n):
     stream = 0x9E3779B9
     for value in counter:
         stream = _hash32((_hash32(stream) + 0x632BE5AB) ^ (int(value) & _MASK32))
-    row = _hash32(_hash32(keys.to(torch.int64) & _MASK32) ^ stream)
-    slots = torch.arange(n, device=keys.device, dtype=torch.int64)
-    slot = _hash32((slots * 0x9E3779B1 + (stream ^ 0x7F4A7C15)) & _MASK32)
-    return _hash32(row[:, None] ^ slot[None, :]).to(torch.float64) / 2.0**32
+    slots = torch.arange(n, device=mixed.device, dtype=torch.int64)
+    slot = _hash32(_hash32((slots * 0x9E3779B1 + 0x7F4A7C15) & _MASK32) ^ stream)
+    return _hash32(mixed[:, None] ^ slot[None, :]).to(torch.float64) / 2.0**32
 
 
 def _square_eta(s, device, dtype):
@@ -407,16 +415,20 @@ def _square_linf(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, 
                  image_shape, project_fn):
     n, n_features = x0.shape
     dtype = x0.dtype
+    mixed = _mix_keys(keys)
     if image_shape is None:
         mutable = torch.nonzero(budget > 0).flatten()
         n_mut = len(mutable)
-        u = counter_uniform(keys, (restart, 0), n_features)
+        u = _uniform(mixed, (restart, 0), n_features)
         start = x0 + _signs(u).to(dtype) * budget
     else:
         c, h, w = image_shape
-        u = counter_uniform(keys, (restart, 0), c * w)
+        budget = budget.view(1, c, h, w)
+        u = _uniform(mixed, (restart, 0), c * w)
         stripes = _signs(u).to(dtype).view(n, c, 1, w)
-        start = (x0.view(n, c, h, w) + stripes * budget.view(1, c, h, w)).view(n, -1)
+        start = (x0.view(n, c, h, w) + stripes * budget).view(n, -1)
+        ar_h = torch.arange(h, device=x0.device)
+        ar_w = torch.arange(w, device=x0.device)
     x_best = project_fn(start, rows)
     margin = margin_fn(x_best, rows).to(torch.float64)
     queries = torch.ones(n, dtype=torch.int64, device=x0.device)
@@ -424,30 +436,34 @@ def _square_linf(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, 
         return x_best, margin, queries
     for it in range(n_queries - 1):
         active = torch.nonzero(margin >= 0).flatten()
-        if len(active) == 0:
+        m = len(active)
+        if m == 0:
             break
         p = square_p(p_init, it, n_queries)
-        k_act = keys[active]
         x_cur, x_org = x_best[active], x0[active]
         if image_shape is None:  # a random subset of k features, a sign per feature
             k = min(max(1, int(round(p * n_mut))), n_mut)
-            u = counter_uniform(k_act, (restart, it + 1), n_mut + n_features)
+            u = _uniform(mixed[active], (restart, it + 1), n_mut + n_features)
             chosen = mutable[torch.topk(u[:, :n_mut], k, dim=1, largest=False).indices]
             mask = torch.zeros_like(x_cur, dtype=torch.bool).scatter_(1, chosen, True)
-            signs = _signs(u[:, n_mut:]).to(dtype)
+            step = _signs(u[:, n_mut:]).to(dtype) * budget
         else:  # a square window of side s, a sign per channel
             s = min(max(int(round((p * h * w) ** 0.5)), 1), h, w)
-            u = counter_uniform(k_act, (restart, it + 1), 2 + c)
-            win_rows, win_cols = _windows(u[:, 0], u[:, 1], s, h, w)
-            mask = _window_mask(win_rows, win_cols).expand(-1, c, -1, -1)
-            mask = mask.reshape(len(active), -1)
-            signs = _signs(u[:, 2:]).to(dtype).view(-1, c, 1, 1).expand(-1, c, h, w)
-            signs = signs.reshape(len(active), -1)
-        candidate = project_fn(torch.where(mask, x_org + signs * budget, x_cur), rows[active])
+            u = _uniform(mixed[active], (restart, it + 1), 2 + c)
+            top = torch.floor(u[:, :1] * (h - s + 1)).long().clamp_(max=h - s)
+            left = torch.floor(u[:, 1:2] * (w - s + 1)).long().clamp_(max=w - s)
+            in_rows = (ar_h >= top) & (ar_h < top + s)
+            in_cols = (ar_w >= left) & (ar_w < left + s)
+            mask = (in_rows[:, None, :, None] & in_cols[:, None, None, :])
+            step = _signs(u[:, 2:]).to(dtype).view(m, c, 1, 1) * budget
+            x_cur, x_org = x_cur.view(m, c, h, w), x_org.view(m, c, h, w)
+        candidate = project_fn(torch.where(mask, x_org + step, x_cur).view(m, -1), rows[active])
+        x_cur = x_cur.reshape(m, -1)
         same = torch.nonzero((candidate == x_cur).all(dim=1)).flatten()
         if len(same):  # the window would not change: flip its signs (the paper redraws)
-            new = torch.where(mask[same], x_org[same] - signs[same] * budget, x_cur[same])
-            candidate[same] = project_fn(new, rows[active[same]])
+            new = torch.where(mask[same], x_org[same] - step[same], x_cur[same].view_as(
+                x_org[same]))
+            candidate[same] = project_fn(new.view(len(same), -1), rows[active[same]])
         new_margin = margin_fn(candidate, rows[active]).to(torch.float64)
         queries[active] += 1
         better = new_margin < margin[active]
@@ -472,7 +488,8 @@ def _square_l2(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, p_
     delta = torch.zeros_like(img)
     n_h, n_w = h // s, w // s
     top0, left0 = (h - s * n_h) // 2, (w - s * n_w) // 2
-    u = counter_uniform(keys, (restart, 0), n_h * n_w * (c + 1))
+    mixed = _mix_keys(keys)
+    u = _uniform(mixed, (restart, 0), n_h * n_w * (c + 1))
     u = u.view(n, n_h * n_w, c + 1)
     for block in range(n_h * n_w):
         top = top0 + (block // n_w) * s
@@ -494,7 +511,7 @@ def _square_l2(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, p_
         s += 1 - s % 2  # odd, so the pattern has a centre
         s = min(s, h, w)
         eta = _square_eta(s, device, dtype)
-        u = counter_uniform(keys[active], (restart, it + 1), 5 + c)
+        u = _uniform(mixed[active], (restart, it + 1), 5 + c)
         rows1, cols1 = _windows(u[:, 0], u[:, 1], s, h, w)
         rows2, cols2 = _windows(u[:, 2], u[:, 3], s, h, w)
         mask1, mask2 = _window_mask(rows1, cols1), _window_mask(rows2, cols2)
