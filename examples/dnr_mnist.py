@@ -82,7 +82,7 @@ def parse_args(argv=None):
     parser.add_argument("--sample-idx", type=int, default=10)
     parser.add_argument("--cnn-epochs", type=int, default=8)
     parser.add_argument("--cv", type=int, default=5, help="DNR cross-validation folds")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: a shared machine; 0: torch's default)")
     parser.add_argument("--fit-only", action="store_true", help="stop after fitting DNR")
     parser.add_argument("--skip-curve", action="store_true",
                         help="stop after the single-sample figure")

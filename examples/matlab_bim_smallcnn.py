@@ -56,11 +56,14 @@ def parse_args(argv=None):
     parser.add_argument("--n-check", type=int, default=1000,
                         help="test images on which APGD-CE (100 steps) checks that BIM is "
                              "not a weak attack (1000; 0 skips)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: a shared machine; 0: torch's default)")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     X_train, y_train = load_mnist(split="train", data_home=args.data_home, download=False,

@@ -176,7 +176,10 @@ def main(argv=None):
     parser.add_argument("--variants", nargs="*",
                         default=["rbf", "rbf_mixture", "standardize", "class_matched"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: a shared machine; 0: torch's default)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -40,7 +40,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", default="runs", help="where figures go (runs/)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: a shared machine; 0: torch's default)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

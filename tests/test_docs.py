@@ -106,3 +106,12 @@ def test_page_runs_as_written(path, tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_user_guide_reads_in_order():
+    """Attacks come before the defenses built on them (the glob would sort them after)."""
+    index = (ROOT / "docs" / "index.rst").read_text(encoding="utf-8")
+    entries = re.findall(r"^   (user_guide/\S+)$", index, re.M)
+    order = [entries.index(f"user_guide/{page}") for page in
+             ("getting_started", "attacks", "robustness_evaluation", "adversarial_training")]
+    assert order == sorted(order) and entries[-1] == "user_guide/*"
