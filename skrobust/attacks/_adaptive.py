@@ -49,8 +49,8 @@ def _never(scores):
 
 
 def adaptive_reject_attack(module, x, y, *, eps, norm="inf", n_iter=100, n_target_classes=3,
-                           pool_x=None, pool_y=None, clip_min=None, clip_max=None,
-                           generator=None):
+                           pool_x=None, pool_y=None, random_start=True, clip_min=None,
+                           clip_max=None, generator=None):
     """Two-stage targeted attack on a classifier with a reject option; worst case.
 
     For each of the ``n_target_classes`` best-scoring other classes ``t`` of each
@@ -89,6 +89,9 @@ def adaptive_reject_attack(module, x, y, *, eps, norm="inf", n_iter=100, n_targe
         Target classes per sample, best-scoring first (on the undefended logits).
     pool_x, pool_y : Tensor or None, default=None
         Samples of known classes (label indices) for feature mimicry.
+    random_start : bool, default=True
+        Start stage 1 from a random point on the surface of the ball (AutoAttack's
+        start), else from ``x``.
     clip_min, clip_max : float, Tensor or None
         Input bounds.
     generator : torch.Generator, optional
@@ -124,6 +127,11 @@ def adaptive_reject_attack(module, x, y, *, eps, norm="inf", n_iter=100, n_targe
     best = torch.full((len(x),), float("-inf"), dtype=torch.float64, device=x.device)
     order = logits.scatter(1, y[:, None], float("-inf")).argsort(dim=1, descending=True)
 
+    def first_point(x_rows):
+        if random_start:
+            return apgd_start(x_rows, eps, norm, generator, clip_min, clip_max)
+        return x_rows.clone()
+
     def stage_two(rows, start, target):
         """Reject-aware targeted APGD from ``start``; records successes and best points."""
         x_rows, y_rows = x[rows], y[rows]
@@ -147,9 +155,8 @@ def adaptive_reject_attack(module, x, y, *, eps, norm="inf", n_iter=100, n_targe
         target = order[rows, rank]
         # stage 1a: deep into the target class of the undefended network
         x_rows = x[rows]
-        start = apgd_start(x_rows, eps, norm, generator, clip_min, clip_max)
-        start = apgd_run(net, x_rows, start, lambda z: _targeted_margin(z, target), _never,
-                         **common)[0]
+        start = apgd_run(net, x_rows, first_point(x_rows),
+                         lambda z: _targeted_margin(z, target), _never, **common)[0]
         stage_two(rows, start, target)
         if layers is None:
             continue
@@ -161,9 +168,8 @@ def adaptive_reject_attack(module, x, y, *, eps, norm="inf", n_iter=100, n_targe
         x_rows = x[rows]
         with torch.no_grad():
             ref = layers(nearest_other_class(x_rows, target, pool_x, pool_y, targeted=True))
-        start = apgd_start(x_rows, eps, norm, generator, clip_min, clip_max)
-        start = apgd_run(layers, x_rows, start, lambda f: -((f - ref) ** 2).sum(1), _never,
-                         **common)[0]
+        start = apgd_run(layers, x_rows, first_point(x_rows),
+                         lambda f: -((f - ref) ** 2).sum(1), _never, **common)[0]
         stage_two(rows, start, target)
     return x_adv.detach()
 
@@ -204,6 +210,11 @@ class AdaptiveRejectionTransformer(BaseAttack):
     feature_mimicry : bool, default=True
         Also start stage 2 from feature mimicry towards the nearest sample of the
         target class among the data given to ``fit``.
+    random_start : bool, default=True
+        Start stage 1 from a random point on the surface of the ``eps``-ball, as
+        APGD does. The start is drawn per batch, so outputs then depend on the
+        order of the rows; set False (stage 1 starts at the input) for
+        row-independent outputs.
     clip_min, clip_max : float, array-like of shape (n_features,) or None, default=0.0, 1.0
         Bounds of the input domain; None disables a bound.
     batch_size : int, default=256
@@ -233,11 +244,6 @@ class AdaptiveRejectionTransformer(BaseAttack):
     --------
     PGDExpTransformer : The reject-aware margin from the clean input only.
 
-    Notes
-    -----
-    The random starts are drawn per batch, so outputs depend on the order of the
-    rows.
-
     References
     ----------
     F. Tramer, N. Carlini, W. Brendel and A. Madry, "On adaptive attacks to
@@ -258,14 +264,15 @@ class AdaptiveRejectionTransformer(BaseAttack):
     """
 
     def __init__(self, estimator=None, *, eps=0.3, norm="inf", n_iter=100,
-                 n_target_classes=3, feature_mimicry=True, clip_min=0.0, clip_max=1.0,
-                 batch_size=256, device="cpu", random_state=None, verbose=0):
+                 n_target_classes=3, feature_mimicry=True, random_start=True, clip_min=0.0,
+                 clip_max=1.0, batch_size=256, device="cpu", random_state=None, verbose=0):
         self.estimator = estimator
         self.eps = eps
         self.norm = norm
         self.n_iter = n_iter
         self.n_target_classes = n_target_classes
         self.feature_mimicry = feature_mimicry
+        self.random_start = random_start
         self.clip_min = clip_min
         self.clip_max = clip_max
         self.batch_size = batch_size
@@ -278,6 +285,8 @@ class AdaptiveRejectionTransformer(BaseAttack):
         check_scalar(self.n_target_classes, "n_target_classes", numbers.Integral, min_val=1)
         if not isinstance(self.feature_mimicry, (bool, np.bool_)):
             raise ValueError(f"feature_mimicry={self.feature_mimicry!r} must be a bool.")
+        if not isinstance(self.random_start, (bool, np.bool_)):
+            raise ValueError(f"random_start={self.random_start!r} must be a bool.")
 
     def fit(self, X, y):
         """Fit the victim (unless frozen) and keep ``(X, y)`` for feature mimicry.
@@ -297,7 +306,8 @@ class AdaptiveRejectionTransformer(BaseAttack):
         super().fit(X, y)
         if self.feature_mimicry:
             self.X_pool_ = np.array(X, dtype=np.float32)
-            self.y_pool_ = self._torch_model().encode(np.asarray(y))
+            self.y_pool_ = self._torch_model().encode(np.asarray(y),
+                                                      n_features=self.X_pool_.shape[1])
         return self
 
     def _perturb(self, module, x, y, generator, clip_min, clip_max):
@@ -308,4 +318,5 @@ class AdaptiveRejectionTransformer(BaseAttack):
         return adaptive_reject_attack(
             module, x, y, eps=self.eps, norm=resolve_norm(self.norm), n_iter=self.n_iter,
             n_target_classes=self.n_target_classes, pool_x=pool_x, pool_y=pool_y,
-            clip_min=clip_min, clip_max=clip_max, generator=generator)
+            random_start=self.random_start, clip_min=clip_min, clip_max=clip_max,
+            generator=generator)

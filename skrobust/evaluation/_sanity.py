@@ -406,7 +406,7 @@ def check_flat_scores(estimator, X, y, *, threshold=0.1, n_samples=256, warn=Tru
     model = as_torch_model(estimator)
     if len(X) == 0:
         return SanityCheck(name, None, "not run: no samples.")
-    y_index = torch.as_tensor(model.encode(y), device=model.device)
+    y_index = torch.as_tensor(model.encode(y, n_features=X.shape[1]), device=model.device)
     with eval_mode(model.module), torch.enable_grad():
         x = to_tensor(X, model.device).requires_grad_(True)
         logits = two_class_scores(model.module(x))
