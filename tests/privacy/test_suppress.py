@@ -195,12 +195,10 @@ def test_default_net(data):
 
 
 def test_wraps_adversarial_trainer(data):
-    defenses = pytest.importorskip("skrobust.defenses")
-    trainer_cls = getattr(defenses, "AdversarialTrainer", None)
-    if trainer_cls is None:
-        pytest.skip("skrobust.defenses.AdversarialTrainer does not exist yet")
+    from skrobust.defenses import AdversarialTrainer
+
     X, y = data
-    clf = SuppressPrivacyClassifier(trainer_cls(net(max_epochs=3)), start_epoch=1, end_epoch=3,
+    clf = SuppressPrivacyClassifier(AdversarialTrainer(net(max_epochs=3)), start_epoch=1, end_epoch=3,
                                     mask_times=4, sparse_end=0.6, random_state=0).fit(X, y)
     assert clf.sparsity_ == pytest.approx(0.6, abs=0.01)
     assert set(clf.predict(X)) <= set(clf.classes_)
