@@ -26,7 +26,6 @@ from ..utils._sklearn_torch import (
 )
 from ._sanity import (
     ResolvedVictim,
-    SanityCheck,
     check_flat_scores,
     check_gradients,
     check_input_bounds,

@@ -304,6 +304,16 @@ def check_deterministic(estimator, X, *, n_samples=64, warn=True):
                     f"two forward passes agree on {len(X)} samples.", warn)
 
 
+def _input_gradient(model, X, objective):
+    """Per-row input gradient of ``objective(logits).sum()``, flattened (zeros for
+    an input the objective does not depend on)."""
+    with eval_mode(model.module), torch.enable_grad():
+        x = to_tensor(X, model.device).requires_grad_(True)
+        (grad,) = torch.autograd.grad(objective(model.module(x)).sum(), x,
+                                      allow_unused=True)
+    return (torch.zeros_like(x) if grad is None else grad).flatten(1)
+
+
 def check_gradients(estimator, X, *, threshold=0.1, n_samples=256, warn=True):
     """Check that input gradients are neither zero nor NaN for many samples.
 
@@ -331,19 +341,14 @@ def check_gradients(estimator, X, *, threshold=0.1, n_samples=256, warn=True):
     check : SanityCheck
     """
     X = np.asarray(X)[:n_samples]
-    model = as_torch_model(estimator)
-    with eval_mode(model.module), torch.enable_grad():
-        x = to_tensor(X, model.device).requires_grad_(True)
-        logits = model.module(x)
+
+    def margin(logits):
         if logits.shape[1] == 1:
-            margin = logits[:, 0].abs()
-        else:
-            top2 = logits.topk(2, dim=1).values
-            margin = top2[:, 0] - top2[:, 1]
-        (grad,) = torch.autograd.grad(margin.sum(), x, allow_unused=True)
-    if grad is None:
-        grad = torch.zeros_like(x)
-    grad = grad.flatten(1)
+            return logits[:, 0].abs()
+        top2 = logits.topk(2, dim=1).values
+        return top2[:, 0] - top2[:, 1]
+
+    grad = _input_gradient(as_torch_model(estimator), X, margin)
     nonfinite = ~torch.isfinite(grad).all(dim=1)
     zero = (grad == 0).all(dim=1) & ~nonfinite
     share = float((zero | nonfinite).float().mean()) if len(X) else 0.0
@@ -407,14 +412,8 @@ def check_flat_scores(estimator, X, y, *, threshold=0.1, n_samples=256, warn=Tru
     if len(X) == 0:
         return SanityCheck(name, None, "not run: no samples.")
     y_index = torch.as_tensor(model.encode(y, n_features=X.shape[1]), device=model.device)
-    with eval_mode(model.module), torch.enable_grad():
-        x = to_tensor(X, model.device).requires_grad_(True)
-        logits = two_class_scores(model.module(x))
-        loss = torch.nn.functional.cross_entropy(logits, y_index, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, x, allow_unused=True)
-    if grad is None:
-        grad = torch.zeros_like(x)
-    grad = grad.flatten(1)
+    grad = _input_gradient(model, X, lambda logits: torch.nn.functional.cross_entropy(
+        two_class_scores(logits), y_index, reduction="none"))
     flat = ~torch.isfinite(grad).all(dim=1) | (grad == 0).all(dim=1)
     share = float(flat.float().mean())
     detail = (f"{int(flat.sum())} of {len(X)} samples ({100 * share:.1f} %) have a zero "

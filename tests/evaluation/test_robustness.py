@@ -280,7 +280,8 @@ def test_escalation_reaches_the_transfer_bound(mlp_net, data, make):
     fooled = escalated.correct & ~escalated.robust
     with torch.no_grad():
         pred = masked(torch.as_tensor(escalated.X_adv)).argmax(1).numpy()
-    assert np.all(pred[fooled] != y[fooled]) and np.all(pred[escalated.robust] == y[escalated.robust])
+    assert np.all(pred[fooled] != y[fooled])
+    assert np.all(pred[escalated.robust] == y[escalated.robust])
     assert np.abs(escalated.X_adv - X).max() <= 0.1 + 1e-6
     table = format_robustness_table(escalated)
     assert "\nescalated:\n  APGD-CE (BPDA), FGSM (BPDA): gradients" in table
