@@ -182,7 +182,14 @@ class FeatureConstraints:
         X_adv = np.clip(X + delta, lo, hi)
         if integer is not None:
             X_adv[:, integer] = X[:, integer] + np.trunc(X_adv[:, integer] - X[:, integer])
-        return X_adv.astype(X.dtype, copy=False)
+        X_adv = X_adv.astype(X.dtype, copy=False)
+        if norm == "inf":
+            # X + delta can round (in float64, or to X's float32) one ulp beyond a
+            # budget; step those entries back towards X, so the budget holds in X's dtype
+            over = np.abs(X_adv - X) > self.budget.astype(X.dtype)
+            if over.any():
+                X_adv[over] = np.nextafter(X_adv[over], X[over])
+        return X_adv
 
     def torch_parts(self, module, x0, device):
         """The module of ``z`` and the per-sample ``z`` box for a batch ``x0`` (tensor).
