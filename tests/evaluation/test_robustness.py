@@ -352,6 +352,8 @@ def test_non_finite_inputs_are_refused(mlp_net, data, value):
     X[3, 5] = value
     with pytest.raises(ValueError, match="NaN or infinite values in 1 of 80 rows.*row 3"):
         evaluate_robustness(mlp_net, X, y, eps=0.1)
+    with pytest.raises(ValueError, match="NaN or infinite values"):
+        security_curve(mlp_net, X, y, [0, 0.1])
 
 
 def test_the_report_says_what_was_escalated(mlp_net, data, tmp_path):
