@@ -337,8 +337,9 @@ class BaseAttack(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X_adv : ndarray or Dask array of shape (n_samples, n_features)
-            Adversarial inputs, of X's float dtype.
+        X_adv : ndarray, DataFrame or Dask array of shape (n_samples, n_features)
+            Adversarial inputs, of X's float dtype; a DataFrame with X's columns
+            and index under ``set_output(transform="pandas")``.
         """
         if is_dask_array(X):
             check_is_fitted(self)
@@ -362,8 +363,9 @@ class BaseAttack(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X_adv : ndarray or Dask array of shape (n_samples, n_features)
-            Adversarial inputs, of X's float dtype.
+        X_adv : ndarray, DataFrame or Dask array of shape (n_samples, n_features)
+            Adversarial inputs, of X's float dtype; a DataFrame with X's columns
+            and index under ``set_output(transform="pandas")``.
         """
         if is_dask_array(X):
             check_is_fitted(self)
