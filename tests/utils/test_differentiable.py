@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.frozen import FrozenEstimator
 
 from skrobust.utils import TorchModel, as_torch_model
@@ -68,3 +70,17 @@ def test_float32_range_and_victim_input(mlp_net):
     X = np.zeros((2, 784))
     assert victim_input(FrozenEstimator(mlp_net), X).dtype == np.float32
     assert victim_input(torch.nn.Linear(2, 2), X) is X
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-10**6, 10**6), min_size=1, max_size=20),
+       st.integers(1, 6))
+def test_encode_accepts_exactly_the_victims_column_indices(labels, n_outputs):
+    model = TorchModel(torch.nn.Linear(3, n_outputs), torch.device("cpu"))
+    n_classes = max(n_outputs, 2)
+    labels = np.array(labels)
+    if np.all((labels >= 0) & (labels < n_classes)):
+        np.testing.assert_array_equal(model.encode(labels, n_features=3), labels)
+    else:
+        with pytest.raises(ValueError, match=rf"class indices in \[0, {n_classes - 1}\]"):
+            model.encode(labels, n_features=3)
