@@ -132,6 +132,8 @@ def test_threads_option_sets_torch_threads(tmp_path, capsys):
         assert "(2 torch thread(s))" in capsys.readouterr().out
     finally:
         torch.set_num_threads(before)
+    with pytest.raises(SystemExit, match="--threads must be >= 0"):
+        main(["demo", "--threads", "-1"])
 
 
 def test_help_is_plain_text():
