@@ -5,6 +5,7 @@ from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.frozen import FrozenEstimator
 from sklearn.preprocessing import minmax_scale
+from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
 from skrobust.attacks import AdaptiveRejectionTransformer, PGDExpTransformer
@@ -80,7 +81,8 @@ def test_same_seed_same_output_and_bad_parameters(rejection_model):
         X[:20], y[:20]))
     for params, match in [({"n_iter": 0}, "n_iter"), ({"n_target_classes": 0},
                                                       "n_target_classes"),
-                          ({"feature_mimicry": "yes"}, "feature_mimicry")]:
+                          ({"feature_mimicry": "yes"}, "feature_mimicry"),
+                          ({"random_start": 1}, "random_start")]:
         with pytest.raises(ValueError, match=match):
             clone(attack).set_params(**params).fit(X, y)
 
@@ -100,3 +102,12 @@ def test_in_the_default_evaluation_with_reject_label(rejection_model):
     only = security_curve(dnr, X, y, [0.0, 0.2], norm=2, reject_label=-1,
                           attack=PGDExpTransformer(early_stop=True), sanity_checks=False)
     assert only.attacks == ["PGDExp"]
+
+
+@parametrize_with_checks(
+    [AdaptiveRejectionTransformer(default_net(max_epochs=2, module__hidden_units=(8,)),
+                                  eps=0.1, n_iter=3, n_target_classes=2, random_start=False,
+                                  clip_min=None, clip_max=None, random_state=0)])
+def test_sklearn_compatible(estimator, check):
+    # row-independent without random starts; with them, see tests/_instances.py
+    check(estimator)
