@@ -325,6 +325,10 @@ class SquareAttackTransformer(BaseAttack):
             eps = constraints.radius
             budget = torch.as_tensor(constraints.budget, dtype=dtype, device=device)
             bounds = {dtype: (None, None)}  # project_fn applies the constraints
+        # scalar bounds as floats: the kernel clips them in one pass
+        kernel_bounds = (None, None) if constraints is not None else tuple(
+            None if b is None else float(b) if np.ndim(b) == 0 else t
+            for b, t in zip((lo, hi), bounds[dtype]))
         keys = torch.as_tensor(row_keys(self.seed_, X), device=device)
         X_adv = np.empty(X.shape, dtype=X.dtype)
         starts = range(0, len(X), self.batch_size)
@@ -354,8 +358,8 @@ class SquareAttackTransformer(BaseAttack):
                 x_adv, _ = square(
                     margin_fn, x, eps=eps, n_queries=self.n_queries, keys=keys[start:stop],
                     norm=norm, p_init=self.p_init, image_shape=self.image_shape_,
-                    n_restarts=self.n_restarts, clip_min=bounds[dtype][0],
-                    clip_max=bounds[dtype][1], budget=budget, project_fn=project_fn)
+                    n_restarts=self.n_restarts, clip_min=kernel_bounds[0],
+                    clip_max=kernel_bounds[1], budget=budget, project_fn=project_fn)
                 if constraints is None:
                     x_adv = project_exact(x_adv, x0, eps, norm, *bounds[x0.dtype])
                 else:

@@ -280,6 +280,25 @@ def _uniform(mixed, counter, n):
     return _hash32(mixed[:, None] ^ slot[None, :]).to(torch.float64) / 2.0**32
 
 
+class _Draws:
+    """The uniforms of one run, drawn for blocks of iterations at once (one hash per
+    block instead of one per query); block size depends only on the row width, so a
+    row's draws stay independent of the other rows."""
+
+    def __init__(self, mixed, restart, width):
+        self.mixed, self.restart, self.width = mixed, restart, width
+        self.block = max(1, min(100, 4096 // width))
+        self.index, self.values = None, None
+
+    def __call__(self, it, active):
+        index, offset = divmod(it, self.block)
+        if index != self.index:
+            self.index = index
+            u = _uniform(self.mixed, (self.restart, 1 + index), self.block * self.width)
+            self.values = u.view(len(self.mixed), self.block, self.width)
+        return self.values[active, offset]
+
+
 def _square_eta(s, device, dtype):
     """The L2 Square Attack's window pattern: two rectangles of opposite sign, each a
     sum of nested squares weighted ``1 / k**2`` around its centre, unit L2 norm."""
@@ -368,7 +387,7 @@ def square(margin_fn, x, *, eps, n_queries, keys, norm="inf", p_init=0.8, image_
         How the flat features form an image; None: tabular search (Linf only).
     n_restarts : int, default=1
     clip_min, clip_max : float, Tensor or None
-        Box bounds (ignored when ``project_fn`` is given).
+        Box bounds (ignored when ``project_fn`` is given); floats are fastest.
     budget : Tensor of shape (n_features,) or None
         Per-feature Linf budget (0: frozen feature); None: ``eps`` everywhere.
     project_fn : callable or None
@@ -389,8 +408,14 @@ def square(margin_fn, x, *, eps, n_queries, keys, norm="inf", p_init=0.8, image_
     if budget is None:
         budget = torch.full(x.shape[1:], float(eps), dtype=x.dtype, device=x.device)
     if project_fn is None:  # the updates stay in the ball by construction: clip only
-        def project_fn(x_new, rows):
-            return clip(x_new, clip_min, clip_max)
+        if all(b is None or isinstance(b, (int, float)) for b in (clip_min, clip_max)):
+            def project_fn(x_new, rows):
+                if clip_min is None and clip_max is None:
+                    return x_new
+                return x_new.clamp(min=clip_min, max=clip_max)
+        else:
+            def project_fn(x_new, rows):
+                return clip(x_new, clip_min, clip_max)
 
     x_best = x.clone()
     all_rows = torch.arange(len(x), device=x.device)
@@ -416,6 +441,7 @@ def _square_linf(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, 
     n, n_features = x0.shape
     dtype = x0.dtype
     mixed = _mix_keys(keys)
+    uniform_budget = bool((budget == eps).all())
     if image_shape is None:
         mutable = torch.nonzero(budget > 0).flatten()
         n_mut = len(mutable)
@@ -427,8 +453,8 @@ def _square_linf(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, 
         u = _uniform(mixed, (restart, 0), c * w)
         stripes = _signs(u).to(dtype).view(n, c, 1, w)
         start = (x0.view(n, c, h, w) + stripes * budget).view(n, -1)
-        ar_h = torch.arange(h, device=x0.device)
-        ar_w = torch.arange(w, device=x0.device)
+        tables = {}  # side -> masks of the rows/columns a window at each offset covers
+    draws = _Draws(mixed, restart, 2 + c if image_shape is not None else 2 * n_features)
     x_best = project_fn(start, rows)
     margin = margin_fn(x_best, rows).to(torch.float64)
     queries = torch.ones(n, dtype=torch.int64, device=x0.device)
@@ -439,37 +465,47 @@ def _square_linf(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, 
         m = len(active)
         if m == 0:
             break
+        queries[active] = it + 2  # the start and it + 1 updates
         p = square_p(p_init, it, n_queries)
         x_cur, x_org = x_best[active], x0[active]
         if image_shape is None:  # a random subset of k features, a sign per feature
             k = min(max(1, int(round(p * n_mut))), n_mut)
-            u = _uniform(mixed[active], (restart, it + 1), n_mut + n_features)
-            chosen = mutable[torch.topk(u[:, :n_mut], k, dim=1, largest=False).indices]
+            u = draws(it, active)
+            chosen = mutable[torch.topk(u[:, mutable], k, dim=1, largest=False).indices]
             mask = torch.zeros_like(x_cur, dtype=torch.bool).scatter_(1, chosen, True)
-            step = _signs(u[:, n_mut:]).to(dtype) * budget
+            step = _signs(u[:, n_features:]).to(dtype) * budget
         else:  # a square window of side s, a sign per channel
             s = min(max(int(round((p * h * w) ** 0.5)), 1), h, w)
-            u = _uniform(mixed[active], (restart, it + 1), 2 + c)
-            top = torch.floor(u[:, :1] * (h - s + 1)).long().clamp_(max=h - s)
-            left = torch.floor(u[:, 1:2] * (w - s + 1)).long().clamp_(max=w - s)
-            in_rows = (ar_h >= top) & (ar_h < top + s)
-            in_cols = (ar_w >= left) & (ar_w < left + s)
-            mask = (in_rows[:, None, :, None] & in_cols[:, None, None, :])
-            step = _signs(u[:, 2:]).to(dtype).view(m, c, 1, 1) * budget
+            u = draws(it, active)
+            if s not in tables:
+                tables[s] = tuple(_window_table(s, size, x0.device) for size in (h, w))
+            # offsets uniform in [0, size - s]: u < 1, so u * (size - s + 1) < size - s + 1
+            top = (u[:, 0] * (h - s + 1)).long()
+            left = (u[:, 1] * (w - s + 1)).long()
+            mask = tables[s][0][top][:, None, :, None] & tables[s][1][left][:, None, None, :]
+            step = _signs(u[:, 2:]).to(dtype).view(m, c, 1, 1)
+            step = step * (eps if uniform_budget else budget)
             x_cur, x_org = x_cur.view(m, c, h, w), x_org.view(m, c, h, w)
         candidate = project_fn(torch.where(mask, x_org + step, x_cur).view(m, -1), rows[active])
         x_cur = x_cur.reshape(m, -1)
         same = torch.nonzero((candidate == x_cur).all(dim=1)).flatten()
         if len(same):  # the window would not change: flip its signs (the paper redraws)
-            new = torch.where(mask[same], x_org[same] - step[same], x_cur[same].view_as(
-                x_org[same]))
+            new = torch.where(mask[same], x_org[same] - step[same],
+                              x_cur[same].view_as(x_org[same]))
             candidate[same] = project_fn(new.view(len(same), -1), rows[active[same]])
         new_margin = margin_fn(candidate, rows[active]).to(torch.float64)
-        queries[active] += 1
         better = new_margin < margin[active]
         x_best[active[better]] = candidate[better]
         margin[active[better]] = new_margin[better]
     return x_best, margin, queries
+
+
+def _window_table(s, size, device):
+    """Row ``t``: which of ``size`` positions a window of side ``s`` at offset ``t``
+    covers, for ``t = 0 .. size - s``."""
+    positions = torch.arange(size, device=device)
+    offsets = torch.arange(size - s + 1, device=device)[:, None]
+    return (positions >= offsets) & (positions < offsets + s)
 
 
 def _square_l2(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, p_init,
@@ -501,6 +537,7 @@ def _square_l2(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, p_
     x_best = project_fn((img + normalised(delta) * eps).view(n, -1), rows)
     margin = margin_fn(x_best, rows).to(torch.float64)
     queries = torch.ones(n, dtype=torch.int64, device=device)
+    draws = _Draws(mixed, restart, 5 + c)
     for it in range(n_queries - 1):
         active = torch.nonzero(margin >= 0).flatten()
         if len(active) == 0:
@@ -511,7 +548,7 @@ def _square_l2(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, p_
         s += 1 - s % 2  # odd, so the pattern has a centre
         s = min(s, h, w)
         eta = _square_eta(s, device, dtype)
-        u = _uniform(mixed[active], (restart, it + 1), 5 + c)
+        u = draws(it, active)
         rows1, cols1 = _windows(u[:, 0], u[:, 1], s, h, w)
         rows2, cols2 = _windows(u[:, 2], u[:, 3], s, h, w)
         mask1, mask2 = _window_mask(rows1, cols1), _window_mask(rows2, cols2)
