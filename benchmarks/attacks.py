@@ -6,11 +6,19 @@ passes (input gradient only, :func:`torch.autograd.grad`) over the same batches 
 256. Every job attacks the same model and the same examples with the same budget
 (Linf, eps=0.3; PGD: step 0.01, 40 iterations, no random start, true labels). The
 jobs are interleaved (the order rotates every round) and repeated; the table shows
-medians. Adversarial accuracies should agree within 0.5 points.
+medians. Adversarial accuracies should agree within 0.5 points. skrobust runs
+twice: on float32 X and on float64 X (attacked in float32, projected exactly in
+float64 on the batch before the copy back).
+
+``--profile`` also counts, per batch of one skrobust PGD call, the tensor copies
+(``aten::copy_``) and the host synchronisations (``aten::_local_scalar_dense``:
+``.item()``, ``bool(tensor)``; ``aten::nonzero``: boolean indexing), with
+:mod:`torch.profiler`; on a GPU every synchronisation stalls the queue.
 
 Usage::
 
-    SKROBUST_DATA=../shared/data python benchmarks/attacks.py [--n 1000] [--repeats 5]
+    SKROBUST_DATA=../shared/data python benchmarks/attacks.py [--n 1000] [--repeats 5] \
+        [--threads 1] [--timer cpu] [--profile]
 
 The victim is trained once per run (LeNet5, 1 epoch on the full training set when
 a data root holds it, else on 8,000 images of the embedded test set); nothing is
@@ -101,18 +109,25 @@ def art_job(attack, X, y):
     return run
 
 
+def pgd40():
+    return PGDTransformer(eps=EPS, step_size=STEP, n_iter=N_ITER, random_start=False,
+                          batch_size=BATCH)
+
+
 def build_jobs(net, X, y):
     module = net.module_.eval()
+    X64 = X.astype(np.float64)
     jobs = {
         "FGSM": {
             "floor (1 fwd+bwd)": floor(module, X, y, 1),
             "skrobust": skrobust_job(net, X, y, FGSMTransformer(eps=EPS, batch_size=BATCH)),
+            "skrobust float64 X": skrobust_job(net, X64, y, FGSMTransformer(
+                eps=EPS, batch_size=BATCH)),
         },
         "PGD-40": {
             f"floor ({N_ITER} fwd+bwd)": floor(module, X, y, N_ITER),
-            "skrobust": skrobust_job(net, X, y, PGDTransformer(
-                eps=EPS, step_size=STEP, n_iter=N_ITER, random_start=False,
-                batch_size=BATCH)),
+            "skrobust": skrobust_job(net, X, y, pgd40()),
+            "skrobust float64 X": skrobust_job(net, X64, y, pgd40()),
         },
     }
     missing = []
@@ -143,6 +158,19 @@ def build_jobs(net, X, y):
     return jobs, missing
 
 
+def profile_counts(net, X, y):
+    """Copies and host synchronisations per batch of one skrobust PGD-40 call."""
+    from torch.profiler import ProfilerActivity, profile
+
+    attack = pgd40().set_params(estimator=FrozenEstimator(net)).fit(X, y)
+    names = ("aten::copy_", "aten::_local_scalar_dense", "aten::nonzero")
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        attack.generate(X, y)
+    counts = {e.key: e.count for e in prof.key_averages() if e.key in names}
+    n_batches = -(-len(X) // BATCH)
+    return {name: counts.get(name, 0) / n_batches for name in names}
+
+
 def accuracy(module, X, y):
     with torch.no_grad():
         pred = torch.cat([module(torch.from_numpy(X[i:i + 1000])).argmax(1)
@@ -155,11 +183,13 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=1000, help="test examples attacked (1000)")
     parser.add_argument("--repeats", type=int, default=5, help="rounds of all jobs (5)")
     parser.add_argument("--epochs", type=int, default=1, help="training epochs (1)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
     parser.add_argument("--timer", choices=["wall", "cpu"], default="wall",
                         help="wall-clock time, or the process's CPU time, which is less "
                              "sensitive to other jobs on a shared machine (wall)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also count copies and synchronisations per batch")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -205,6 +235,11 @@ def main(argv=None):
             acc_text = "" if acc is None else f"{100 * acc:.2f} %"
             print(f"{attack:<8} {name:<20} {1000 * t / len(X):>12.3f} "
                   f"{ratio:>7.3f}x {acc_text:>9}")
+    if args.profile:
+        for label, data in (("float32 X", X), ("float64 X", X.astype(np.float64))):
+            counts = profile_counts(net, data, y)
+            print(f"\nper batch of skrobust PGD-{N_ITER} on {label} (batch {BATCH}): "
+                  + ", ".join(f"{name} {count:.1f}" for name, count in counts.items()))
     if missing:
         print(f"\nnot installed (pip install -e '.[bench]'): {', '.join(missing)}")
 
