@@ -71,6 +71,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--n-iter", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--norms", nargs="+", default=["inf", "2"], choices=["inf", "2"])
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -88,6 +89,8 @@ def main(argv=None):
           f"{'disagree':>8}  {'transformer':>11}  {'t_ta':>6}  {'t_sk':>6}")
     rows = []
     for norm, eps in BUDGETS.items():
+        if str(norm) not in args.norms:
+            continue
         for name in ("APGD-CE", "APGD-T"):
             times, robust = {}, {}
             for lib, fn in (("torchattacks", run_torchattacks), ("skrobust", run_skrobust)):
