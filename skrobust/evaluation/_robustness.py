@@ -185,7 +185,8 @@ def evaluate_robustness(estimator, X, y, *, eps, norm="inf", attacks=None, clip_
     parts, and runs the Square Attack again with a larger budget and a new seed.
     When the masking is detected before the attacks (by the gradient checks), the
     white-box escalation runs first, so the ensemble's futile gradient attacks
-    only see its survivors. A
+    only see its survivors; with flat cross-entropy scores the ensemble's DLR runs
+    (APGD-T) also go before APGD-CE. A
     ``surrogate`` given by the user is always attacked and its examples
     transferred. Every escalated attack is listed in ``escalations`` with its
     reason, and ``robust_accuracy`` is the worst case per sample over everything
@@ -576,6 +577,20 @@ def _escalation_stages(plan, attacks, *, reasons, surrogate, eps, norm, clip_min
     return stages
 
 
+def _cross_entropy_last(attacks):
+    """The ensemble with the APGD runs on the cross-entropy after the other APGD runs
+    (a stable reordering: the worst case per sample is the same, only its cost
+    changes)."""
+    def on_ce(attack):
+        return isinstance(attack, APGDTransformer) and attack.loss == "ce"
+
+    apgd = [pair for pair in attacks if isinstance(pair[1], APGDTransformer)]
+    if not any(on_ce(a) for _, a in apgd) or all(on_ce(a) for _, a in apgd):
+        return attacks
+    reordered = iter([p for p in apgd if not on_ce(p[1])] + [p for p in apgd if on_ce(p[1])])
+    return [next(reordered) if isinstance(a, APGDTransformer) else (n, a) for n, a in attacks]
+
+
 def _evaluate(estimator, X, y, *, eps, norm, attacks, clip_min, clip_max, reject_label,
               sanity_checks, model_checks, random_state, bounds_check, y_pred=None,
               escalate=True, surrogate=None, non_differentiable=None):
@@ -634,6 +649,10 @@ def _evaluate(estimator, X, y, *, eps, norm, attacks, clip_min, clip_max, reject
             # masking is known before any attack: the white-box escalation runs first,
             # so the ensemble's futile gradient attacks only see its survivors
             escalate_with(reasons, square=False)
+        if any(c.passed is False and c.name == "cross-entropy gradients" for c in masking):
+            # flat cross-entropy: the scale-invariant (DLR) attacks go first, so the
+            # stuck cross-entropy ones only see their survivors
+            attacks = _cross_entropy_last(attacks)
     escalated_first = bool(escalations)
 
     single_fooled = np.zeros(len(X), dtype=bool)

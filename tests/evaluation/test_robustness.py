@@ -369,3 +369,23 @@ def test_the_report_says_what_was_escalated(mlp_net, data, tmp_path):
     assert "APGD-CE (BPDA)" in names
     assert set(names) <= {a["name"] for a in report.data["attacks"]}
     assert "Escalated: APGD-CE (BPDA)" in report.html.read_text()
+
+
+def test_flat_scores_put_the_dlr_attacks_first(mlp_net, data):
+    class Times1000(torch.nn.Module):
+        def forward(self, z):
+            return 1000 * z
+
+    X, y = data[0][:40], data[1][:40]
+    scaled = torch.nn.Sequential(mlp_net.module_, Times1000()).eval()
+    attacks = [("APGD-CE", APGDTransformer(n_iter=10)),
+               ("APGD-T", APGDTransformer(loss="dlr", n_iter=10, n_target_classes=3)),
+               ("FGSM", FGSMTransformer())]
+    kwargs = dict(eps=0.1, attacks=attacks, random_state=0, sanity_checks=False)
+    plain = evaluate_robustness(scaled, X, y, escalate=False, **kwargs)
+    result = evaluate_robustness(scaled, X, y, **kwargs)
+    assert plain.attacks == ["APGD-CE", "APGD-T", "FGSM"]
+    assert plain.n_fooled["APGD-CE"] == 0  # stuck on the saturated softmax
+    assert result.attacks[:3] == ["APGD-T", "APGD-CE", "FGSM"]
+    assert result.n_attacked["APGD-CE"] == result.n_attacked["APGD-T"] - result.n_fooled["APGD-T"]
+    assert result.robust_accuracy <= plain.robust_accuracy
