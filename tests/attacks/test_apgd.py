@@ -38,9 +38,14 @@ def test_checkpoints_follow_autoattack():
     assert apgd_checkpoints(1) == [0, 1]
 
 
-def _image_model():
+def _image_case():
+    """A small random image model (torchattacks wants 4-D images), inputs, its labels."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Flatten(), nn.Linear(36, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
+    x = torch.rand(40, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    return model, x, y
 
 
 @pytest.mark.parametrize("norm", ["inf", 2])
@@ -49,10 +54,7 @@ def test_same_trajectory_as_torchattacks(norm, loss):
     # best-loss mode runs every sample for all steps and returns its highest-loss
     # point: equal points mean equal start, steps, momentum, checkpoints and halving
     torchattacks = pytest.importorskip("torchattacks")
-    model = _image_model()
-    x = torch.rand(40, 1, 6, 6, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        y = model(x).argmax(1)
+    model, x, y = _image_case()
     eps = 0.05 if norm == "inf" else 0.3
     ref = torchattacks.APGD(model, norm="Linf" if norm == "inf" else "L2", eps=eps,
                             steps=30, loss=loss)
@@ -75,10 +77,7 @@ def test_same_points_as_torchattacks_from_the_same_start(norm, kind):
     # start, so checkpoints, halving conditions, momentum and projections must give
     # the same adversarial points
     torchattacks = pytest.importorskip("torchattacks")
-    model = _image_model()
-    x = torch.rand(40, 1, 6, 6, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        y = model(x).argmax(1)
+    model, x, y = _image_case()
     eps = 0.05 if norm == "inf" else 0.3
     ta_norm = "Linf" if norm == "inf" else "L2"
     if kind == "APGD-CE":
