@@ -108,15 +108,17 @@ def train_panel(X, y, args, names=None):
     plain = fit_net(lenet(args.epochs), X, y, args.seed)
     cnn = plain.module_.eval()
 
-    def from_plain():
-        return FrozenEstimator(copy.deepcopy(plain).set_params(max_epochs=args.at_epochs))
+    def from_plain(lr=0.01):
+        net = copy.deepcopy(plain).set_params(max_epochs=args.at_epochs, lr=lr)
+        return FrozenEstimator(net)
 
     common = dict(eps=EPS, random_state=args.seed)
     recipes = OrderedDict([
-        ("PGD-AT", lambda: AdversarialTrainer(from_plain(), attack="pgd",
+        # PGD and fast FGSM at eps=0.3 collapse at lr=0.01 within an epoch
+        ("PGD-AT", lambda: AdversarialTrainer(from_plain(1e-3), attack="pgd",
                                               n_iter=args.train_steps, random_start=True,
                                               **common)),
-        ("fast FGSM AT", lambda: AdversarialTrainer(from_plain(), random_start=True,
+        ("fast FGSM AT", lambda: AdversarialTrainer(from_plain(1e-3), random_start=True,
                                                     **common)),
         ("NAD", lambda: AdversarialTrainer(from_plain(), replace_ratio=0.5, **common)),
     ])
