@@ -538,6 +538,7 @@ def _square_l2(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, p_
     margin = margin_fn(x_best, rows).to(torch.float64)
     queries = torch.ones(n, dtype=torch.int64, device=device)
     draws = _Draws(mixed, restart, 5 + c)
+    etas = {}
     for it in range(n_queries - 1):
         active = torch.nonzero(margin >= 0).flatten()
         if len(active) == 0:
@@ -547,7 +548,9 @@ def _square_l2(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, p_
         s = max(int(round((p * h * w) ** 0.5)), 3)
         s += 1 - s % 2  # odd, so the pattern has a centre
         s = min(s, h, w)
-        eta = _square_eta(s, device, dtype)
+        if s not in etas:
+            etas[s] = _square_eta(s, device, dtype)
+        eta = etas[s]
         u = draws(it, active)
         rows1, cols1 = _windows(u[:, 0], u[:, 1], s, h, w)
         rows2, cols2 = _windows(u[:, 2], u[:, 3], s, h, w)
