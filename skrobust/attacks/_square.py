@@ -217,25 +217,10 @@ class SquareAttackTransformer(BaseAttack):
         self.random_state = random_state
         self.verbose = verbose
 
-    def fit(self, X, y):
-        """Fit the victim (unless it is frozen or a torch module), record the classes
-        and resolve the image layout.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data; used to fit a clone of ``estimator`` when it is not frozen.
-        y : array-like of shape (n_samples,)
-            Class labels.
-
-        Returns
-        -------
-        self : object
-            The fitted transformer.
-        """
-        super().fit(X, y)
+    def _fit_constraints(self, X):
+        """The data-dependent settings: bounds, per-feature scale and image layout."""
+        super()._fit_constraints(X)
         self.image_shape_ = self._image_shape()
-        return self
 
     def _image_shape(self):
         return resolve_image_shape(self.image_shape, self.n_features_in_,
