@@ -443,7 +443,8 @@ def check_eps_zero(estimator, X, y, attack, *, n_samples=100, warn=True):
     y : array-like of shape (n_samples,)
         True labels.
     attack : skrobust attack transformer
-        Cloned and run with ``eps=0``.
+        Cloned and run with ``eps=0`` and at most 10 iterations (or queries):
+        a few steps show whether it moves points at zero budget.
     n_samples : int, default=100
         Samples to test.
     warn : bool, default=True
