@@ -19,6 +19,7 @@ from ..attacks import (
     SquareAttackTransformer,
 )
 from ..attacks._base import _bound, attack_estimator, resolve_norm
+from ..attacks._square import resolve_image_shape
 from ..utils._differentiable import TorchModel, as_torch_model
 from ..utils._sklearn_torch import (
     check_convertible,
@@ -97,8 +98,6 @@ def default_attacks(n_classes, *, n_iter=100, norm="inf", n_queries=5000):
         attacks.append(("APGD-DLR", APGDTransformer(loss="dlr", n_iter=n_iter, norm=norm)))
     attacks.append(("FGSM", FGSMTransformer(norm=norm)))
     if norm == "inf" and n_queries > 0:
-        from ..attacks import SquareAttackTransformer
-
         attacks.append(("Square", SquareAttackTransformer(n_queries=n_queries)))
     return attacks
 
@@ -516,13 +515,17 @@ def _is_black_box(attack):
     return isinstance(attack, SquareAttackTransformer)
 
 
-def _escalated_square(attacks, *, eps, norm, clip_min, clip_max):
+def _escalated_square(attacks, *, eps, norm, clip_min, clip_max, n_features):
     """The Square Attack with at least AutoAttack's 5000 queries (twice the
-    ensemble's own, if more); None when it cannot take ``norm``."""
+    ensemble's own, if more); None when it cannot take ``norm`` (the L2 Square
+    Attack needs rows that read as images)."""
     base = next((a for _, a in attacks if _is_black_box(a)), None)
     square = SquareAttackTransformer() if base is None else clone(base)
     params = square.get_params(deep=False)
     if "norm" in params:
+        if norm == 2 and resolve_image_shape(params.get("image_shape", "auto"),
+                                             n_features) is None:
+            return None
         square.set_params(norm=norm)
     elif norm != "inf":
         return None
@@ -539,7 +542,7 @@ def _offset_seed(random_state, offset):
 
 
 def _escalation_stages(plan, attacks, *, reasons, surrogate, eps, norm, clip_min,
-                       clip_max, random_state, square=True):
+                       clip_max, random_state, n_features, square=True):
     """``(name, attack, victim, reason)`` of each escalated attack, in order (the
     black-box Square Attack last, and only when ``square``)."""
     gradient = [(name, attack) for name, attack in attacks if not _is_black_box(attack)]
@@ -563,7 +566,7 @@ def _escalation_stages(plan, attacks, *, reasons, surrogate, eps, norm, clip_min
                            ResolvedVictim(None, plan.skip),
                            f"{why}: examples of the network without {parts}, transferred"))
     square = _escalated_square(attacks, eps=eps, norm=norm, clip_min=clip_min,
-                               clip_max=clip_max) if square else None
+                               clip_max=clip_max, n_features=n_features) if square else None
     if square is not None:
         queries = square.get_params()["n_queries"]
         for restart in range(ESCALATED_SQUARE_RUNS):
@@ -630,7 +633,7 @@ def _evaluate(estimator, X, y, *, eps, norm, attacks, clip_min, clip_max, reject
         for name, attack, target, reason in _escalation_stages(
                 plan, attacks, reasons=reasons, surrogate=surrogate, eps=eps, norm=norm,
                 clip_min=clip_min, clip_max=clip_max, random_state=random_state,
-                square=square):
+                n_features=X.shape[1], square=square):
             if name in done or not state.standing.any():
                 continue
             done.add(name)

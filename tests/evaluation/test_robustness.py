@@ -389,3 +389,23 @@ def test_flat_scores_put_the_dlr_attacks_first(mlp_net, data):
     assert result.attacks[:3] == ["APGD-T", "APGD-CE", "FGSM"]
     assert result.n_attacked["APGD-CE"] == result.n_attacked["APGD-T"] - result.n_fooled["APGD-T"]
     assert result.robust_accuracy <= plain.robust_accuracy
+
+
+@pytest.mark.parametrize("norm, square", [("inf", True), (2, False)])
+def test_escalated_square_only_where_it_can_run(norm, square):
+    """Masking on tabular rows: the L2 Square Attack needs images, so an L2 evaluation
+    escalates without it (instead of failing); a Linf one escalates with it."""
+    rng = np.random.RandomState(0)
+    X = rng.rand(30, 6).astype(np.float32)
+    torch.manual_seed(0)
+    inner = torch.nn.Linear(6, 3)
+    with torch.no_grad():
+        y = inner(torch.as_tensor(X)).argmax(1).numpy()
+    masked = quantised_model(inner)
+    with pytest.warns(RobustnessWarning, match="gradients"):
+        result = evaluate_robustness(masked, X, y, eps=0.01, norm=norm,
+                                     attacks=[("FGSM", FGSMTransformer(norm=norm))],
+                                     random_state=0)
+    names = [e["attack"] for e in result.escalations]
+    assert any("BPDA" in n for n in names)
+    assert any(n.startswith("Square") for n in names) is square
