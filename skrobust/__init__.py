@@ -7,7 +7,7 @@ its subpackage (:mod:`skrobust.attacks`, :mod:`skrobust.defenses`,
 :mod:`skrobust.plotting`, :mod:`skrobust.utils`).
 """
 
-__version__ = "0.1.0.dev0"
+from ._version import __version__
 
 from .attacks import (
     APGDTransformer,

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch
 
+from .._version import __version__
 from ._curve import security_curve
 
 _STYLE = """
@@ -219,8 +220,6 @@ def write_report(estimator, X, y, output_dir, *, eps=0.3, norm="inf", attacks=No
         "timing": timing,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    from .. import __version__
-
     data["skrobust_version"] = __version__
     data = _json_ready(data)
     json_path = output_dir / "report.json"
