@@ -6,8 +6,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..utils._torch import torch_seed
+from ..utils._torch import is_skorch_net, torch_seed
 from ._mlp import MLP
+
+__all__ = ["default_net", "fit_net", "is_skorch_net", "size_net"]
 
 
 def default_net(**params):
@@ -59,9 +61,3 @@ def fit_net(net, X, y_index, seed):
     """
     with torch_seed(seed):
         return net.fit(np.asarray(X, dtype=np.float32), np.asarray(y_index, dtype=np.int64))
-
-
-def is_skorch_net(estimator):
-    from skorch import NeuralNet
-
-    return isinstance(estimator, NeuralNet)

@@ -23,6 +23,8 @@ from sklearn.svm import SVC, NuSVC
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from ._torch import is_skorch_net
+
 TRANSFORMERS = (StandardScaler, MinMaxScaler, MaxAbsScaler, PCA)
 CLASSIFIERS = (LinearClassifierMixin, SVC, NuSVC, MLPClassifier)
 SVC_KERNELS = ("linear", "rbf", "poly", "sigmoid")
@@ -193,8 +195,6 @@ def check_convertible(estimator, name=None, *, final=True):
 
 def _is_torch_classifier(estimator):
     """A skorch net or a skrobust estimator: already differentiable (final step only)."""
-    from ..models._skorch import is_skorch_net
-
     return is_skorch_net(estimator) or hasattr(estimator, "_skrobust_torch_model")
 
 

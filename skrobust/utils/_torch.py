@@ -102,3 +102,19 @@ def torch_seed(seed):
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(int(seed))
         yield
+
+
+def is_skorch_net(estimator):
+    """Whether ``estimator`` is a skorch ``NeuralNet`` (skorch imported lazily).
+
+    Parameters
+    ----------
+    estimator : object
+
+    Returns
+    -------
+    bool
+    """
+    from skorch import NeuralNet
+
+    return isinstance(estimator, NeuralNet)
