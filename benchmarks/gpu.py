@@ -43,6 +43,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from attacks import load_data  # benchmarks/attacks.py: full MNIST, else the embedded set
 
 EPS, STEP, N_ITER = 0.3, 0.01, 40
 
@@ -50,22 +51,6 @@ EPS, STEP, N_ITER = 0.3, 0.01, 40
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def load_data(n_test, seed=0):
-    from skrobust.datasets import load_mnist
-
-    try:
-        X_train, y_train = load_mnist(split="train", download=False, return_X_y=True)
-        X_test, y_test = load_mnist(split="test", return_X_y=True)
-        source = "full MNIST"
-    except FileNotFoundError:
-        X, y = load_mnist(split="test", return_X_y=True)
-        order = np.random.RandomState(seed).permutation(len(X))
-        X_train, y_train = X[order[:8000]], y[order[:8000]]
-        X_test, y_test = X[order[8000:]], y[order[8000:]]
-        source = "embedded MNIST test set (8k train / 2k attacked)"
-    return X_train, y_train, X_test[:n_test], y_test[:n_test], source
 
 
 def train_victim(X, y, device, epochs, seed=0):
@@ -113,19 +98,28 @@ def interleave(jobs, repeats, device):
 def attack_jobs(module, X, y, device, batch):
     from skrobust.attacks import FGSMTransformer, PGDTransformer
 
-    def floor(k):
+    def per_batch(attack_batch, keep=True):
+        """A job: per batch, one copy in, ``attack_batch(x, t)``, one copy out."""
         def run():
             out = np.empty_like(X)
             for i in range(0, len(X), batch):
                 x = torch.as_tensor(X[i:i + batch], device=device)
                 t = torch.as_tensor(y[i:i + batch], device=device)
-                for _ in range(k):
-                    x = x.detach().requires_grad_(True)
-                    loss = F.cross_entropy(module(x), t, reduction="sum")
-                    (grad,) = torch.autograd.grad(loss, x)
-                out[i:i + batch] = x.detach().cpu().numpy()
-            return None
+                out[i:i + batch] = attack_batch(x, t).detach().cpu().numpy()
+            return out if keep else None
         return run
+
+    def passes(k):
+        """k forward+backward passes, input gradient only, no step: the floor."""
+        def attack_batch(x, t):
+            for _ in range(k):
+                x = x.detach().requires_grad_(True)
+                torch.autograd.grad(F.cross_entropy(module(x), t, reduction="sum"), x)
+            return x
+        return attack_batch
+
+    def floor(k):
+        return per_batch(passes(k), keep=False)
 
     def skrobust(attack, data):
         def run():
@@ -149,14 +143,7 @@ def attack_jobs(module, X, y, device, batch):
         return jobs
 
     def external(attack):
-        def run():
-            out = np.empty_like(X)
-            for i in range(0, len(X), batch):
-                x = torch.as_tensor(X[i:i + batch], device=device)
-                t = torch.as_tensor(y[i:i + batch], device=device)
-                out[i:i + batch] = attack(x, t).cpu().numpy()
-            return out
-        return run
+        return per_batch(attack)
 
     jobs["FGSM"]["torchattacks"] = external(torchattacks.FGSM(module, eps=EPS))
     jobs[f"PGD-{N_ITER}"]["torchattacks"] = external(torchattacks.PGD(
@@ -328,7 +315,7 @@ def main(argv=None):
               "measured. Run it where a GPU is, or pass --device cpu for a dry run.")
         return 0
     torch.set_num_threads(args.threads)
-    X_train, y_train, X, y, source = load_data(args.n)
+    X_train, y_train, X, y, source = load_data(args.n, seed=0)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     module = train_victim(X_train, y_train, device, args.victim_epochs)
     info = {"device": f"{device} ({name})", "torch": torch.__version__,
