@@ -37,10 +37,6 @@ LAYERS = {
 # Violations on record (kind, importing module, imported module, name). Shrink only.
 KNOWN = {
     ("upward", "skrobust.plotting._security_curve", "skrobust.evaluation", "security_curve"),
-    ("private", "skrobust.defenses._adversarial_net", "skrobust.attacks._base", "_bound"),
-    ("private", "skrobust.evaluation._robustness", "skrobust.attacks._base", "_bound"),
-    ("private", "skrobust.evaluation._sanity", "skrobust.attacks._base", "_bound"),
-    ("private", "skrobust.privacy._inversion", "skrobust.attacks._base", "_bound"),
     ("private", "skrobust.privacy._inversion", "skrobust.attacks._base", "_needs_fit"),
     ("private", "skrobust.privacy._inversion", "skrobust.metrics._adversarial",
      "_proba_and_index"),

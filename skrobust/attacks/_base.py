@@ -26,6 +26,7 @@ from ..utils._differentiable import (
 from ..utils._sklearn_torch import check_convertible, is_convertible
 from ..utils._torch import (copy_into, eval_mode, make_generator, resolve_device, to_device,
                             to_numpy)
+from ..utils._validation import check_bound
 from ._constraints import FeatureConstraints, check_eps, check_feature_mask, feature_scale
 from .functional import project_exact, two_class_scores
 
@@ -53,7 +54,7 @@ ATTACK_PARAMS = {
     "eps": [finite(0)],
     "norm": "no_validation",  # resolve_norm: "inf"/2 in their accepted spellings
     "targeted": ["boolean"],
-    "clip_min": [Real, "array-like", None],  # NaN and shapes: _bound
+    "clip_min": [Real, "array-like", None],  # NaN and shapes: check_bound
     "clip_max": [Real, "array-like", None],
     "batch_size": [finite(1, integer=True)],
     "device": "no_validation",  # resolve_device
@@ -63,7 +64,7 @@ ATTACK_PARAMS = {
 CONSTRAINED_ATTACK_PARAMS = {
     **ATTACK_PARAMS,
     "eps": [finite(0), "array-like"],  # arrays: check_eps
-    # _bound and feature_scale check these with messages that list the tabular options
+    # check_bound and feature_scale check these with messages that list the tabular options
     "clip_min": "no_validation",
     "clip_max": "no_validation",
     "eps_scale": "no_validation",
@@ -89,29 +90,6 @@ def resolve_norm(norm):
     if norm in ("2", "l2", "L2"):
         return 2
     raise ValueError(f'norm={norm!r} is not supported; use norm="inf" or norm=2.')
-
-
-def _bound(value, name, n_features):
-    """Validate ``clip_min``/``clip_max``: None, a float or an array of n_features floats."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        raise ValueError(f"{name}={value!r} is not supported; use a float, an array of "
-                         'shape (n_features,), None, or "data" (transformers with '
-                         "feature constraints).")
-    array = np.asarray(value, dtype=np.float64)
-    if array.ndim == 0:
-        if np.isnan(array):
-            raise ValueError(f"{name} is NaN; use a float, an array or None.")
-        return float(array)
-    if array.shape != (n_features,):
-        raise ValueError(
-            f"{name} has shape {array.shape}; a per-feature bound needs shape "
-            f"({n_features},), one value per feature of X."
-        )
-    if np.isnan(array).any():
-        raise ValueError(f"{name} contains NaN; use finite bounds or +-inf.")
-    return array
 
 
 def outside_bounds(X, lo, hi, tol=1e-6):
@@ -231,7 +209,7 @@ class BaseAttack(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             if _is_data(value):
                 setattr(self, name + "_", data[name].astype(np.float64))
             else:
-                setattr(self, name + "_", _bound(value, name, X.shape[1]))
+                setattr(self, name + "_", check_bound(value, name, X.shape[1]))
         self.feature_scale_ = feature_scale(X, self.eps_scale)
 
     def _constraint_params(self):
@@ -261,8 +239,8 @@ class BaseAttack(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def _bounds(self, n_features):
         if self._supports_constraints:
             return self.clip_min_, self.clip_max_
-        return (_bound(self.clip_min, "clip_min", n_features),
-                _bound(self.clip_max, "clip_max", n_features))
+        return (check_bound(self.clip_min, "clip_min", n_features),
+                check_bound(self.clip_max, "clip_max", n_features))
 
     def _check_params(self):
         self._validate_params()
@@ -270,9 +248,9 @@ class BaseAttack(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         constrained = self._supports_constraints
         check_eps(self.eps, n_features, allow_array=constrained)
         resolve_norm(getattr(self, "norm", "inf"))
-        lo = None if constrained and _is_data(self.clip_min) else _bound(
+        lo = None if constrained and _is_data(self.clip_min) else check_bound(
             self.clip_min, "clip_min", n_features)
-        hi = None if constrained and _is_data(self.clip_max) else _bound(
+        hi = None if constrained and _is_data(self.clip_max) else check_bound(
             self.clip_max, "clip_max", n_features)
         if constrained:
             feature_scale(np.zeros((1, n_features)), self.eps_scale)

@@ -10,8 +10,8 @@ from skorch.callbacks import Callback
 from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 
-from ..attacks._base import _bound
 from ..utils._torch import eval_mode, make_generator
+from ..utils._validation import check_bound
 
 
 class Adversary:
@@ -62,8 +62,8 @@ class Adversary:
 
 
 def bound_tensor(value, name, n_features, device):
-    """A validated clip bound (see ``attacks._base._bound``) as a float32 tensor."""
-    value = _bound(value, name, n_features)
+    """A validated clip bound (see ``utils.check_bound``) as a float32 tensor."""
+    value = check_bound(value, name, n_features)
     return None if value is None else torch.as_tensor(value, dtype=torch.float32,
                                                       device=device)
 

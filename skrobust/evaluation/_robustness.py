@@ -18,13 +18,14 @@ from ..attacks import (
     PGDTransformer,
     SquareAttackTransformer,
 )
-from ..attacks._base import _bound, attack_estimator, resolve_norm
+from ..attacks._base import attack_estimator, resolve_norm
 from ..attacks._square import resolve_image_shape
 from ..utils._differentiable import TorchModel, as_torch_model
 from ..utils._sklearn_torch import (
     check_convertible,
     sklearn_to_torch,
 )
+from ..utils._validation import check_bound
 from ._sanity import (
     ResolvedVictim,
     check_flat_scores,
@@ -324,8 +325,8 @@ def _check_X_y(X, y):
 
 def _domain(X, clip_min, clip_max):
     """Validated bounds, widened to cover X (with a warning) when X lies outside."""
-    lo = _bound(clip_min, "clip_min", X.shape[1])
-    hi = _bound(clip_max, "clip_max", X.shape[1])
+    lo = check_bound(clip_min, "clip_min", X.shape[1])
+    hi = check_bound(clip_max, "clip_max", X.shape[1])
     if lo is not None and hi is not None and np.any(np.asarray(lo) > np.asarray(hi)):
         raise ValueError(
             f"clip_min > clip_max ({clip_min!r} > {clip_max!r}); the lower bound must not "

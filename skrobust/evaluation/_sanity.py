@@ -14,11 +14,12 @@ import torch
 from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 
-from ..attacks._base import _bound, attack_estimator, outside_bounds
+from ..attacks._base import attack_estimator, outside_bounds
 from ..attacks.functional import two_class_scores
 from ..models._skorch import is_skorch_net
 from ..utils._differentiable import as_torch_model
 from ..utils._torch import eval_mode, to_numpy, to_tensor
+from ..utils._validation import check_bound
 
 
 class RobustnessWarning(UserWarning):
@@ -156,8 +157,8 @@ def check_input_bounds(X, *, clip_min=0.0, clip_max=1.0, tol=1e-6, warn=True):
     False
     """
     X = np.asarray(X, dtype=np.float64)
-    lo = _bound(clip_min, "clip_min", X.shape[1])
-    hi = _bound(clip_max, "clip_max", X.shape[1])
+    lo = check_bound(clip_min, "clip_min", X.shape[1])
+    hi = check_bound(clip_max, "clip_max", X.shape[1])
     below, above = outside_bounds(X, lo, hi, tol)
     if below.any() or above.any():
         return _verdict(

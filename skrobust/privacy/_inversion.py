@@ -9,11 +9,12 @@ from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 from tqdm.auto import tqdm
 
-from ..attacks._base import BaseAttack, _bound, _needs_fit
+from ..attacks._base import BaseAttack, _needs_fit
 from ..metrics import avg_lp_distance, avg_ssim
 from ..metrics._adversarial import _proba_and_index
 from ..utils._features import _get_layers, extract_features
 from ..utils._torch import eval_mode, make_generator, resolve_device, to_numpy, to_tensor
+from ..utils._validation import check_bound
 from ._common import predict_proba_with_classes
 
 FLOAT_DTYPES = [np.float64, np.float32]
@@ -194,8 +195,8 @@ class ImageInversionAttack(TransformerMixin, BaseEstimator):
             )
         if np.ndim(self.clip_min) or np.ndim(self.clip_max):
             raise ValueError("clip_min and clip_max must be floats or None.")
-        lo = _bound(self.clip_min, "clip_min", 1)
-        hi = _bound(self.clip_max, "clip_max", 1)
+        lo = check_bound(self.clip_min, "clip_min", 1)
+        hi = check_bound(self.clip_max, "clip_max", 1)
         if lo is not None and hi is not None and lo > hi:
             raise ValueError(
                 f"clip_min={self.clip_min} > clip_max={self.clip_max}; the lower bound must "
