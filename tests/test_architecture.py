@@ -38,11 +38,6 @@ LAYERS = {
 KNOWN = {
     ("upward", "skrobust.plotting._security_curve", "skrobust.evaluation", "security_curve"),
     ("private", "skrobust.privacy._inversion", "skrobust.attacks._base", "_needs_fit"),
-    ("private", "skrobust.privacy._inversion", "skrobust.metrics._adversarial",
-     "_proba_and_index"),
-    ("private", "skrobust.privacy._membership", "skrobust.metrics._adversarial",
-     "_proba_and_index"),
-    ("private", "skrobust.privacy._inversion", "skrobust.utils._features", "_get_layers"),
 }
 
 

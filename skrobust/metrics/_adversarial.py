@@ -56,7 +56,30 @@ def attack_success_rate(y_target, y_pred_adv):
     return float(np.mean(y_target == y_pred_adv))
 
 
-def _proba_and_index(y_true, proba_adv, labels):
+def proba_and_index(y_true, proba_adv, labels):
+    """Validated probabilities and the column of each true label.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    proba_adv : array-like of shape (n_samples, n_classes)
+        Predicted probabilities.
+    labels : array-like of shape (n_classes,) or None
+        Label of each column of ``proba_adv``; ``0..n_classes-1`` if None.
+
+    Returns
+    -------
+    proba_adv : ndarray of shape (n_samples, n_classes)
+        float64 probabilities.
+    index : ndarray of shape (n_samples,)
+        ``proba_adv[i, index[i]]`` is the probability of ``y_true[i]``.
+
+    Raises
+    ------
+    ValueError
+        If ``labels`` does not match the columns, or ``y_true`` has a label not in it.
+    """
     proba_adv = check_array(proba_adv, dtype=np.float64)
     y_true = column_or_1d(y_true)
     check_consistent_length(y_true, proba_adv)
@@ -106,7 +129,7 @@ def avg_confidence_adv_class(y_true, proba_adv, *, labels=None):
     >>> avg_confidence_adv_class([0, 0], [[0.2, 0.8], [0.9, 0.1]])
     0.8
     """
-    proba_adv, index = _proba_and_index(y_true, proba_adv, labels)
+    proba_adv, index = proba_and_index(y_true, proba_adv, labels)
     fooled = proba_adv.argmax(1) != index
     return float(proba_adv[fooled].max(1).mean()) if fooled.any() else 0.0
 
@@ -143,6 +166,6 @@ def avg_confidence_true_class(y_true, proba_adv, *, labels=None):
     >>> avg_confidence_true_class([0, 0], [[0.2, 0.8], [0.9, 0.1]])
     0.2
     """
-    proba_adv, index = _proba_and_index(y_true, proba_adv, labels)
+    proba_adv, index = proba_and_index(y_true, proba_adv, labels)
     fooled = proba_adv.argmax(1) != index
     return float(proba_adv[fooled, index[fooled]].mean()) if fooled.any() else 0.0

@@ -11,8 +11,8 @@ from tqdm.auto import tqdm
 
 from ..attacks._base import BaseAttack, _needs_fit
 from ..metrics import avg_lp_distance, avg_ssim
-from ..metrics._adversarial import _proba_and_index
-from ..utils._features import _get_layers, extract_features
+from ..metrics._adversarial import proba_and_index
+from ..utils._features import extract_features, get_layers
 from ..utils._torch import eval_mode, make_generator, resolve_device, to_numpy, to_tensor
 from ..utils._validation import check_bound
 from ._common import predict_proba_with_classes
@@ -253,7 +253,7 @@ class ImageInversionAttack(TransformerMixin, BaseEstimator):
         else:
             self.estimator_ = self.estimator
         model = BaseAttack._torch_model(self)
-        layer_module = _get_layers(model.module, [self.layer])[0]
+        layer_module = get_layers(model.module, [self.layer])[0]
         probe = torch.zeros(1, X.shape[1], device=model.device)
         with eval_mode(model.module), torch.no_grad():
             self.n_layer_features_ = int(layer_output(model.module, layer_module, probe).shape[1])
@@ -310,7 +310,7 @@ class ImageInversionAttack(TransformerMixin, BaseEstimator):
         weights, lo, hi = self._check_params()
         model = BaseAttack._torch_model(self)
         module, device = model.module, model.device
-        layer_module = _get_layers(module, [self.layer])[0]
+        layer_module = get_layers(module, [self.layer])[0]
         shape = self._image_shape(self.n_features_in_)
         generator = make_generator(self.seed_, device)
         low = 0.0 if lo is None else lo
@@ -400,7 +400,7 @@ def inversion_report(X_orig, X_inv, y, judge=None, *, image_shape=(28, 28), data
     confidence = None
     if judge is not None:
         proba, classes = predict_proba_with_classes(judge, X_inv)
-        proba, index = _proba_and_index(y, proba, classes)
+        proba, index = proba_and_index(y, proba, classes)
         confidence = float(proba[np.arange(len(index)), index].mean())
     return Bunch(
         l2=avg_lp_distance(X_orig, X_inv, p=2, relative=True),

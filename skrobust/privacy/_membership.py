@@ -5,7 +5,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.utils import Bunch
 from sklearn.utils.validation import check_array, column_or_1d
 
-from ..metrics._adversarial import _proba_and_index
+from ..metrics._adversarial import proba_and_index
 from ._common import predict_proba_with_classes
 
 SIGNALS = ("loss", "confidence")
@@ -45,7 +45,7 @@ def membership_signal(estimator, X, y, *, signal="loss"):
     y = column_or_1d(y)
     if len(y) != len(X):
         raise ValueError(f"X has {len(X)} samples but y has {len(y)}.")
-    proba, index = _proba_and_index(y, proba, classes)
+    proba, index = proba_and_index(y, proba, classes)
     return np.log(np.clip(proba[np.arange(len(index)), index], 1e-12, None))
 
 

@@ -11,7 +11,25 @@ def layer_names(module):
     return [name for name, _ in module.named_modules() if name]
 
 
-def _get_layers(module, layers):
+def get_layers(module, layers):
+    """The submodules of ``module`` named in ``layers``, in that order.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network.
+    layers : list of str
+        Names as in ``module.named_modules()``.
+
+    Returns
+    -------
+    list of torch.nn.Module
+
+    Raises
+    ------
+    ValueError
+        If a name is unknown or empty; the message lists the valid names.
+    """
     modules = dict(module.named_modules())
     unknown = [name for name in layers if name not in modules or not name]
     if unknown:
@@ -63,7 +81,7 @@ def extract_features(estimator, X, layer, *, batch_size=256):
     names = [layer] if isinstance(layer, str) else list(layer)
     if not names:
         raise ValueError("layer is empty; give a layer name or a list of names.")
-    modules = _get_layers(model.module, names)
+    modules = get_layers(model.module, names)
     X = check_array(X, dtype=[np.float32, np.float64])
     check_float32_range(X)
     model.check_n_features(X.shape[1])  # expected vs given width, before any batch
