@@ -37,7 +37,6 @@ LAYERS = {
 # Violations on record (kind, importing module, imported module, name). Shrink only.
 KNOWN = {
     ("upward", "skrobust.plotting._security_curve", "skrobust.evaluation", "security_curve"),
-    ("private", "skrobust.privacy._inversion", "skrobust.attacks._base", "_needs_fit"),
 }
 
 

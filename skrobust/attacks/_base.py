@@ -14,16 +14,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 from tqdm.auto import tqdm
 
-from ..models._skorch import default_net, fit_net, is_skorch_net, size_net
+from ..models._victim import fit_victim, needs_fit, victim_torch_model
 from ..utils._dask import is_dask_array, map_row_blocks
-from ..utils._differentiable import (
-    SUPPORTED_VICTIMS,
-    TorchModel,
-    as_torch_model,
-    check_float32_range,
-    check_victim_width,
-)
-from ..utils._sklearn_torch import check_convertible, is_convertible
+from ..utils._differentiable import check_float32_range, check_victim_width
 from ..utils._torch import (copy_into, eval_mode, make_generator, resolve_device, to_device,
                             to_numpy)
 from ..utils._validation import check_bound
@@ -104,24 +97,8 @@ def outside_bounds(X, lo, hi, tol=1e-6):
     return below, above
 
 
-def _convertible_error(estimator):
-    """Why a scikit-learn estimator cannot be re-expressed in torch ("" if it can)."""
-    if not isinstance(estimator, BaseEstimator):
-        return ""
-    try:
-        check_convertible(estimator)
-    except TypeError as exc:
-        return str(exc)
-    return ""
-
-
 def _is_data(value):
     return isinstance(value, str) and value == "data"
-
-
-def _needs_fit(estimator):
-    """Whether ``fit`` trains a clone of ``estimator`` (rather than using it as is)."""
-    return not isinstance(estimator, (FrozenEstimator, torch.nn.Module))
 
 
 class BaseAttack(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
@@ -160,7 +137,7 @@ class BaseAttack(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self._check_params()
         check_float32_range(X)
         self.classes_, y_index = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2 and _needs_fit(self.estimator):
+        if len(self.classes_) < 2 and needs_fit(self.estimator):
             raise ValueError(
                 f"y has 1 class ({self.classes_[0]!r}); training a victim needs at least "
                 "2 classes."
@@ -175,31 +152,12 @@ class BaseAttack(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return self
 
     def _fit_victim(self, X, y, y_index):
-        estimator = self.estimator
-        if not _needs_fit(estimator):
-            return estimator
-        if estimator is None:
-            net = default_net()
-        elif is_skorch_net(estimator):
-            net = clone(estimator)
-        elif hasattr(estimator, "_skrobust_torch_model") or is_convertible(estimator):
-            return clone(estimator).fit(X, y)
-        else:
-            detail = _convertible_error(estimator)
-            raise TypeError(
-                f"estimator={type(estimator).__name__} cannot be attacked with gradients: "
-                f"it must be {SUPPORTED_VICTIMS}." + (f" Here: {detail}" if detail else "")
-            )
-        net.set_params(device=str(resolve_device(self.device)))
-        size_net(net, X.shape[1], len(self.classes_))
-        return fit_net(net, X, y_index, self.seed_)
+        return fit_victim(self.estimator, X, y, y_index, n_classes=len(self.classes_),
+                          device=self.device, seed=self.seed_)
 
     def _torch_model(self):
-        model = as_torch_model(self.estimator_)
-        if _needs_fit(self.estimator) and is_skorch_net(self.estimator_):
-            # fit trained the clone on indices into classes_
-            model = TorchModel(model.module, model.device, self.classes_)
-        return model
+        # fit trained a skorch clone on indices into classes_
+        return victim_torch_model(self.estimator, self.estimator_, self.classes_)
 
     def _fit_constraints(self, X):
         """Learn the data-dependent constraints: bounds and per-feature scale."""

@@ -10,10 +10,11 @@ from sklearn.frozen import FrozenEstimator
 from tqdm.auto import tqdm
 
 from ..models._skorch import is_skorch_net
+from ..models._victim import needs_fit
 from ..utils._differentiable import TorchModel
 from ..utils._torch import copy_into, eval_mode, to_device, to_numpy
-from ._base import (CONSTRAINED_ATTACK_PARAMS, BaseAttack, _needs_fit, _torch_dtype, finite,
-                    resolve_norm, share)
+from ._base import (CONSTRAINED_ATTACK_PARAMS, BaseAttack, _torch_dtype, finite, resolve_norm,
+                    share)
 from .functional import project_exact, square, two_class_scores
 
 
@@ -242,7 +243,7 @@ class SquareAttackTransformer(BaseAttack):
 
     def _fit_victim(self, X, y, y_index):
         estimator = self.estimator
-        if (_needs_fit(estimator) and estimator is not None and not is_skorch_net(estimator)
+        if (needs_fit(estimator) and estimator is not None and not is_skorch_net(estimator)
                 and not hasattr(estimator, "_skrobust_torch_model")):
             return clone(estimator).fit(X, y)
         return super()._fit_victim(X, y, y_index)

@@ -9,9 +9,9 @@ from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 from tqdm.auto import tqdm
 
-from ..attacks._base import BaseAttack, _needs_fit
 from ..metrics import avg_lp_distance, avg_ssim
 from ..metrics._adversarial import proba_and_index
+from ..models._victim import fit_victim, needs_fit, victim_torch_model
 from ..utils._features import extract_features, get_layers
 from ..utils._torch import eval_mode, make_generator, resolve_device, to_numpy, to_tensor
 from ..utils._validation import check_bound
@@ -205,6 +205,11 @@ class ImageInversionAttack(TransformerMixin, BaseEstimator):
         resolve_device(self.device)
         return weights, lo, hi
 
+    def _torch_model(self):
+        # classes_ exists only when fit trained the victim (then it maps net columns)
+        return victim_torch_model(self.estimator, self.estimator_,
+                                  getattr(self, "classes_", None))
+
     def _image_shape(self, n_features):
         if self.image_shape is None:
             return (1, 1, n_features)
@@ -242,17 +247,19 @@ class ImageInversionAttack(TransformerMixin, BaseEstimator):
         if self.layer is None:
             raise ValueError("layer is required: the name of the layer whose features leak.")
         self.seed_ = check_random_state(self.random_state).randint(2**31 - 1)
-        if _needs_fit(self.estimator):
+        if needs_fit(self.estimator):
             if y is None:
                 raise ValueError(
                     "y is None but the victim must be fitted here; pass y, or a trained "
                     "model wrapped in sklearn.frozen.FrozenEstimator (or a torch module)."
                 )
             self.classes_, y_index = np.unique(y, return_inverse=True)
-            self.estimator_ = BaseAttack._fit_victim(self, X, y, y_index)
+            self.estimator_ = fit_victim(self.estimator, X, y, y_index,
+                                         n_classes=len(self.classes_), device=self.device,
+                                         seed=self.seed_)
         else:
             self.estimator_ = self.estimator
-        model = BaseAttack._torch_model(self)
+        model = self._torch_model()
         layer_module = get_layers(model.module, [self.layer])[0]
         probe = torch.zeros(1, X.shape[1], device=model.device)
         with eval_mode(model.module), torch.no_grad():
@@ -308,7 +315,7 @@ class ImageInversionAttack(TransformerMixin, BaseEstimator):
 
     def _invert(self, features, dtype):
         weights, lo, hi = self._check_params()
-        model = BaseAttack._torch_model(self)
+        model = self._torch_model()
         module, device = model.module, model.device
         layer_module = get_layers(module, [self.layer])[0]
         shape = self._image_shape(self.n_features_in_)
