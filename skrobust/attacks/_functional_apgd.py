@@ -154,8 +154,13 @@ def _project(x, x0, eps, norm, clip_min, clip_max):
     return project(x, x0, eps, norm, clip_min, clip_max)
 
 
+def _sync_period(device):
+    """Steps between two host synchronisations: free on a CPU, a stall on a GPU."""
+    return 1 if torch.device(device).type == "cpu" else 5
+
+
 def apgd_run(module, x, x_start, objective, reached, *, eps, norm, n_iter, rho=0.75,
-             alpha=0.75, clip_min=None, clip_max=None):
+             alpha=0.75, clip_min=None, clip_max=None, per_sample=None, check_every=None):
     """One APGD run (Algorithm 1 of the paper, as in AutoAttack's code) from ``x_start``.
 
     Ascends ``objective(scores) -> (n_samples,)`` inside the ``eps``-ball around
@@ -168,9 +173,23 @@ def apgd_run(module, x, x_start, objective, reached, *, eps, norm, n_iter, rho=0
     (2) its step was not halved at the previous checkpoint and its best loss did
     not improve since (never at the first checkpoint, as in the reference).
 
+    Every sample's trajectory is independent of the others'. With ``per_sample``
+    (a dict of tensors of ``n_samples`` rows, or None values) both callables are
+    called as ``objective(scores, **rows)`` with those tensors cut to the rows of
+    ``scores``, and a sample that reaches success leaves the batch: later steps
+    cost only the samples still standing. Without it the whole batch runs until
+    every sample succeeded. The host is asked which samples succeeded once every
+    ``check_every`` steps (default: every step on a CPU, every 5th on a GPU), so a
+    finished sample may run a few more steps; its output, fixed when it first
+    succeeded, does not change. ``clip_min``/``clip_max`` broadcast over samples.
+
     Returns the first point reaching success where one was found, else the point
-    of highest objective, plus the success flags and the highest objective.
+    of highest objective, plus the success flags and the highest objective (for a
+    sample that left the batch, the highest objective when it left).
     """
+    compact = per_sample is not None
+    kwargs = dict(per_sample) if compact else {}
+    check_every = _sync_period(x.device) if check_every is None else check_every
     checkpoints = apgd_checkpoints(n_iter)
     next_check = iter(checkpoints[1:])
     check_at = next(next_check, None)
@@ -178,52 +197,69 @@ def apgd_run(module, x, x_start, objective, reached, *, eps, norm, n_iter, rho=0
     n = len(x)
     step = torch.full((n,) + (1,) * (x.dim() - 1), 2.0 * eps, dtype=x.dtype, device=x.device)
     x_cur = x_start
-    losses, grad, scores = _objective_grad(module, x_cur, objective)
-    success = reached(scores)
+    losses, grad, scores = _objective_grad(module, x_cur, partial(objective, **kwargs))
+    success = reached(scores, **kwargs)
     x_found = x_cur.clone()
     x_best, grad_best, loss_best = x_cur.clone(), grad.clone(), losses.clone()
     loss_best_last_check = loss_best.clone()
     reduced_last_check = torch.ones(n, dtype=torch.bool, device=x.device)
     n_increased = torch.zeros(n, dtype=torch.long, device=x.device)
+    # outputs of the samples that left the batch; `index` maps batch rows to samples
+    out_x, out_success, out_loss = x_found.clone(), success.clone(), loss_best.clone()
+    index = torch.arange(n, device=x.device)
     x_prev = x_cur
     for k in range(n_iter):
+        if k % check_every == 0 and not compact:
+            if bool(success.all()):
+                break  # every output is a found point now: later steps change none
+        elif k % check_every == 0:
+            done = success.nonzero().flatten()  # the one host synchronisation
+            if len(done) == len(index):
+                break
+            if len(done):
+                rows = index[done]
+                out_x[rows], out_success[rows] = x_found[done], True
+                out_loss[rows] = loss_best[done]
+                keep = (~success).nonzero().flatten()
+                index = index[keep]
+                kwargs = {key: None if t is None else t[keep] for key, t in kwargs.items()}
+                x, x_cur, x_prev, grad = x[keep], x_cur[keep], x_prev[keep], grad[keep]
+                step, losses, success = step[keep], losses[keep], success[keep]
+                x_found = x_found[keep]
+                x_best, grad_best, loss_best = x_best[keep], grad_best[keep], loss_best[keep]
+                loss_best_last_check = loss_best_last_check[keep]
+                reduced_last_check, n_increased = reduced_last_check[keep], n_increased[keep]
         a = 1.0 if k == 0 else alpha
         z = _project(x_cur + step * _direction(grad, norm), x, eps, norm, clip_min, clip_max)
         x_new = _project(x_cur + a * (z - x_cur) + (1 - a) * (x_cur - x_prev), x, eps, norm,
                          clip_min, clip_max)
         x_prev, x_cur = x_cur, x_new
         loss_prev = torch.zeros_like(losses) if k == 0 else losses
-        losses, grad, scores = _objective_grad(module, x_cur, objective)
-        hit = reached(scores)
-        new = (hit & ~success).nonzero().flatten()
-        if len(new):
-            x_found[new] = x_cur[new]
+        losses, grad, scores = _objective_grad(module, x_cur, partial(objective, **kwargs))
+        hit = reached(scores, **kwargs)
+        x_found = torch.where(_rows(hit & ~success, x), x_cur, x_found)
         success = success | hit
-        if bool(success.all()):
-            break  # every output is a found point now: later steps change none of them
         n_increased += (losses > loss_prev).long()
-        better = (losses > loss_best).nonzero().flatten()
-        if len(better):
-            x_best[better] = x_cur[better]
-            grad_best[better] = grad[better]
-            loss_best[better] = losses[better]
+        better = losses > loss_best
+        x_best = torch.where(_rows(better, x), x_cur, x_best)
+        grad_best = torch.where(_rows(better, x), grad, grad_best)
+        loss_best = torch.where(better, losses, loss_best)
         if k + 1 == check_at:
             few_increases = n_increased <= rho * (k + 1 - last_check)
             stalled = ~reduced_last_check & (loss_best_last_check >= loss_best)
             reduce = few_increases | stalled
-            rows = reduce.nonzero().flatten()
-            if len(rows):
-                step[rows] = step[rows] / 2
-                x_cur = x_cur.clone()
-                x_cur[rows] = x_best[rows]
-                grad[rows] = grad_best[rows]
+            step = torch.where(_rows(reduce, x), step / 2, step)
+            x_cur = torch.where(_rows(reduce, x), x_best, x_cur)
+            grad = torch.where(_rows(reduce, x), grad_best, grad)
             reduced_last_check = reduce
             loss_best_last_check = loss_best.clone()
             n_increased.zero_()
             last_check = k + 1
             check_at = next(next_check, None)
-    x_out = torch.where(_rows(success, x), x_found, x_best)
-    return x_out.detach(), success, loss_best
+    if len(index):
+        out_x[index] = torch.where(_rows(success, x), x_found, x_best)
+        out_success[index], out_loss[index] = success, loss_best
+    return out_x.detach(), out_success, out_loss
 
 
 def apgd(module, x, y, *, eps, norm="inf", loss="ce", n_iter=100, n_restarts=1,
@@ -321,11 +357,10 @@ def apgd(module, x, y, *, eps, norm="inf", loss="ce", n_iter=100, n_restarts=1,
             else:
                 run_y, run_target = y[active], None
             out, hit, run_loss = apgd_run(
-                module, x_a, x_start, partial(_per_sample_loss, y=run_y, target=run_target,
-                                              loss=loss),
-                partial(_reached, y=run_y, target=run_target, goal=goal), eps=eps,
-                norm=norm, n_iter=n_iter, rho=rho, alpha=alpha, clip_min=clip_min,
-                clip_max=clip_max)
+                module, x_a, x_start, partial(_per_sample_loss, loss=loss),
+                partial(_reached, goal=goal), eps=eps, norm=norm, n_iter=n_iter, rho=rho,
+                alpha=alpha, clip_min=clip_min, clip_max=clip_max,
+                per_sample=dict(y=run_y, target=run_target))
             # fooled samples keep their adversarial point; the others keep the run
             # with the highest loss (comparable within one target's runs only)
             keep = hit | (run_loss > best_loss[active])

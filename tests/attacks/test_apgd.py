@@ -247,3 +247,67 @@ class _Scale(nn.Module):
 
     def forward(self, x):
         return x * self.factor
+
+
+class _RowCounter(nn.Module):
+    """Wraps a model and records how many rows each forward pass sees."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.rows = model, []
+
+    def forward(self, x):
+        self.rows.append(len(x))
+        return self.model(x)
+
+
+def _run(model, x, y, start, *, compact, check_every=None, loss="dlr", eps=0.05):
+    common = dict(eps=eps, norm="inf", n_iter=30, clip_min=0.0, clip_max=1.0,
+                  check_every=check_every)
+    if compact:
+        return apgd_run(model, x, start, partial(_per_sample_loss, target=None, loss=loss),
+                        lambda scores, y: scores.argmax(1) != y, per_sample=dict(y=y),
+                        **common)
+    return apgd_run(model, x, start, partial(_per_sample_loss, y=y, target=None, loss=loss),
+                    lambda scores: scores.argmax(1) != y, **common)
+
+
+@pytest.mark.parametrize("check_every", [1, 4])
+def test_finished_samples_leave_the_batch_without_changing_any_output(check_every):
+    # per-sample trajectories are independent: dropping the samples that reached
+    # their goal changes no other sample's points, flags or best loss (float64, so
+    # that batch-size dependent kernel rounding cannot hide a real difference)
+    model, x, y = _image_case()
+    model, x = model.double(), x.double()
+    start = apgd_start(x, 0.05, "inf", torch.Generator().manual_seed(2), 0.0, 1.0)
+    counted = _RowCounter(model)
+    full_x, full_hit, full_loss = _run(model, x, y, start, compact=False)
+    x_adv, hit, loss = _run(counted, x, y, start, compact=True, check_every=check_every)
+    assert 0 < int(hit.sum()) < len(x)
+    assert torch.equal(hit, full_hit)
+    torch.testing.assert_close(x_adv, full_x, atol=1e-12, rtol=0)
+    torch.testing.assert_close(loss[~hit], full_loss[~hit], atol=1e-12, rtol=0)
+    # later steps cost only the samples still standing
+    rows = counted.rows
+    assert rows[0] == len(x) and rows[-1] == len(x) - int(hit.sum())
+    assert all(later <= earlier for earlier, later in zip(rows, rows[1:]))
+    assert sum(rows) < len(x) * len(rows)
+
+
+def test_compaction_keeps_float32_outputs_to_rounding():
+    # in float32 a smaller batch may round a matrix product differently by an ulp;
+    # the points then agree to that rounding and the success flags exactly
+    model, x, y = _image_case()
+    start = apgd_start(x, 0.05, "inf", torch.Generator().manual_seed(2), 0.0, 1.0)
+    full_x, full_hit, _ = _run(model, x, y, start, compact=False)
+    x_adv, hit, _ = _run(model, x, y, start, compact=True)
+    assert torch.equal(hit, full_hit)
+    torch.testing.assert_close(x_adv, full_x, atol=1e-5, rtol=0)
+
+
+def test_a_batch_that_is_all_fooled_at_the_start_costs_one_pass():
+    model, x, y = _image_case()
+    counted = _RowCounter(model)
+    x_adv, hit, _ = _run(counted, x, (y + 1) % 10, x.clone(), compact=True)
+    assert bool(hit.all()) and torch.equal(x_adv, x)
+    assert counted.rows == [len(x)]
