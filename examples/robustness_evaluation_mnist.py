@@ -53,9 +53,12 @@ from torch import nn  # noqa: E402
 
 from skrobust._demo import load_demo_data  # noqa: E402
 from skrobust.attacks import APGDTransformer, FGSMTransformer, PGDTransformer  # noqa: E402
-from skrobust.evaluation import RobustnessWarning, evaluate_robustness  # noqa: E402
+from skrobust.evaluation import (  # noqa: E402
+    RobustnessWarning,
+    SecurityCurveDisplay,
+    evaluate_robustness,
+)
 from skrobust.models import LeNet5  # noqa: E402
-from skrobust.plotting import SecurityCurveDisplay  # noqa: E402
 
 EPS = 0.3
 ANCHORS = [("Madry PGD-AT (published, AutoAttack)", 0.985, 0.884),

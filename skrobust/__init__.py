@@ -21,13 +21,13 @@ from .defenses import AdversarialTrainer, DNRClassifier
 from .detection import MMDDriftDetector
 from .evaluation import (
     RobustnessWarning,
+    SecurityCurveDisplay,
     evaluate_attack,
     evaluate_robustness,
     security_curve,
     write_report,
 )
 from .metrics import make_adversarial_scorer
-from .plotting import SecurityCurveDisplay
 from .privacy import (
     ImageInversionAttack,
     SuppressPrivacyClassifier,

@@ -2,6 +2,7 @@
 
 from ._attack import evaluate_attack, format_attack_table
 from ._curve import security_curve
+from ._curve_display import SecurityCurveDisplay
 from ._report import write_report
 from ._robustness import default_attacks, evaluate_robustness, format_robustness_table
 from ._sanity import (
@@ -22,6 +23,7 @@ from ._sanity import (
 __all__ = [
     "RobustnessWarning",
     "SanityCheck",
+    "SecurityCurveDisplay",
     "check_deterministic",
     "check_eps_zero",
     "check_flat_scores",

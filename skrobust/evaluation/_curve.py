@@ -67,7 +67,7 @@ def security_curve(estimator, X, y, eps_values, *, attack=None, norm="inf", clip
 
     See Also
     --------
-    skrobust.plotting.SecurityCurveDisplay : Plot the curve.
+    SecurityCurveDisplay : Plot the curve.
 
     References
     ----------

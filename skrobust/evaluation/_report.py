@@ -10,7 +10,10 @@ import numpy as np
 from sklearn.utils import Bunch
 
 from .._version import __version__
+from ..models._victim import model_name as name_of
+from ..plotting import plot_adversarial_grid
 from ._curve import security_curve
+from ._curve_display import SecurityCurveDisplay
 
 _STYLE = """
 body { font-family: sans-serif; max-width: 60em; margin: 2em auto; color: #222; }
@@ -161,8 +164,6 @@ def write_report(estimator, X, y, output_dir, *, eps=0.3, norm="inf", attacks=No
     >>> report.data["robust_accuracy"] <= report.data["clean_accuracy"]
     True
     """
-    from ..plotting import SecurityCurveDisplay, plot_adversarial_grid
-
     X = np.asarray(X)
     y = np.asarray(y)
     output_dir = Path(output_dir)
@@ -175,8 +176,6 @@ def write_report(estimator, X, y, output_dir, *, eps=0.3, norm="inf", attacks=No
                            random_state=random_state)
     result = next((r for r in curve.results if r.eps == float(eps)), None)
     if model_name is None:
-        from ..plotting._security_curve import model_name as name_of
-
         model_name = name_of(estimator)
 
     plot_start = time.perf_counter()

@@ -116,3 +116,23 @@ def victim_torch_model(estimator, estimator_, classes):
     if needs_fit(estimator) and is_skorch_net(estimator_):
         model = TorchModel(model.module, model.device, classes)
     return model
+
+
+def model_name(estimator):
+    """A short name of a victim: its torch module's class when it has one.
+
+    Unwraps :class:`~sklearn.frozen.FrozenEstimator` and a fitted ``estimator_``.
+
+    Parameters
+    ----------
+    estimator : object
+        The victim.
+
+    Returns
+    -------
+    str
+    """
+    while isinstance(estimator, FrozenEstimator):
+        estimator = estimator.estimator
+    estimator = getattr(estimator, "estimator_", estimator)
+    return type(getattr(estimator, "module_", estimator)).__name__

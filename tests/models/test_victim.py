@@ -6,7 +6,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
 from skrobust.models import MLP
-from skrobust.models._victim import fit_victim, needs_fit, victim_torch_model
+from skrobust.models._victim import fit_victim, model_name, needs_fit, victim_torch_model
 
 
 def _data():
@@ -41,3 +41,11 @@ def test_unsupported_victim_says_why():
     X, y, _, y_index = _data()
     with pytest.raises(TypeError, match="DecisionTreeClassifier cannot be attacked"):
         fit_victim(DecisionTreeClassifier(), X, y, y_index, n_classes=2, device="cpu", seed=0)
+
+
+def test_model_name_unwraps_frozen_and_fitted_victims():
+    X, y, classes, y_index = _data()
+    net = fit_victim(None, X, y, y_index, n_classes=2, device="cpu", seed=0)
+    assert model_name(net) == "MLP"
+    assert model_name(FrozenEstimator(FrozenEstimator(net))) == "MLP"
+    assert model_name(LogisticRegression()) == "LogisticRegression"

@@ -1,15 +1,11 @@
+"""SecurityCurveDisplay, kept next to :func:`security_curve` as scikit-learn keeps a
+Display next to the function it plots."""
+
 import numpy as np
 from sklearn.utils.validation import column_or_1d
 
-
-def model_name(estimator):
-    """A short name of a model: its torch module's class when it has one."""
-    from sklearn.frozen import FrozenEstimator
-
-    while isinstance(estimator, FrozenEstimator):
-        estimator = estimator.estimator
-    estimator = getattr(estimator, "estimator_", estimator)
-    return type(getattr(estimator, "module_", estimator)).__name__
+from ..models._victim import model_name
+from ._curve import security_curve
 
 
 def _norm_label(norm):
@@ -57,7 +53,7 @@ class SecurityCurveDisplay:
     --------
     >>> import matplotlib
     >>> matplotlib.use("Agg")
-    >>> from skrobust.plotting import SecurityCurveDisplay
+    >>> from skrobust.evaluation import SecurityCurveDisplay
     >>> display = SecurityCurveDisplay(eps=[0, 0.1, 0.3], accuracy=[0.99, 0.6, 0.05],
     ...                                name="LeNet5").plot()
     >>> display.line_.get_ydata().tolist()
@@ -156,8 +152,6 @@ class SecurityCurveDisplay:
         -------
         display : SecurityCurveDisplay
         """
-        from ..evaluation import security_curve
-
         curve = security_curve(estimator, X, y, eps_values, attack=attack, norm=norm,
                                clip_min=clip_min, clip_max=clip_max,
                                reject_label=reject_label, sanity_checks=sanity_checks,
@@ -203,7 +197,7 @@ class SecurityCurveDisplay:
         --------
         >>> import matplotlib
         >>> matplotlib.use("Agg")
-        >>> from skrobust.plotting import SecurityCurveDisplay
+        >>> from skrobust.evaluation import SecurityCurveDisplay
         >>> y = [0, 1, 1, 0]
         >>> display = SecurityCurveDisplay.from_predictions(
         ...     y, [[0, 1, 1, 0], [0, 1, -1, 1]], [0.0, 0.2], reject_label=-1)

@@ -7,7 +7,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from skrobust.attacks import FGSMTransformer  # noqa: E402
-from skrobust.plotting import SecurityCurveDisplay  # noqa: E402
+from skrobust.evaluation import SecurityCurveDisplay  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
