@@ -6,6 +6,7 @@ from skrobust.defenses import AdversarialTrainer, DNRClassifier
 from skrobust.attacks import PGDExpTransformer
 from skrobust.attacks import APGDTransformer
 from skrobust.attacks import SquareAttackTransformer
+from skrobust.attacks import AdaptiveRejectionTransformer
 from skrobust.detection import MMDDriftDetector
 from skrobust.privacy import ImageInversionAttack, SuppressPrivacyClassifier
 
@@ -28,6 +29,9 @@ def small_instances():
     yield SquareAttackTransformer(tiny_net(), eps=0.1, n_queries=5, **common)
     yield APGDTransformer(tiny_net(), eps=0.1, n_iter=3, random_start=False, **common)
     yield APGDTransformer(tiny_net(), eps=0.1, n_iter=3, norm=2, n_restarts=2, **common)
+    # row-independent without random starts
+    yield AdaptiveRejectionTransformer(tiny_net(), eps=0.1, n_iter=3, n_target_classes=2,
+                                       random_start=False, **common)
     # DNR trains the tiny net on half of the data; -1 is a class label in the checks
     yield DNRClassifier(tiny_net(), cv=2, reject_rate=0.0, reject_label=-99, random_state=0)
     # a fixed threshold: calibrating one needs more samples than some checks give

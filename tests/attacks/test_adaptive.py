@@ -1,3 +1,5 @@
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -5,13 +7,12 @@ from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.frozen import FrozenEstimator
 from sklearn.preprocessing import minmax_scale
-from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
 from skrobust.attacks import AdaptiveRejectionTransformer, PGDExpTransformer
 from skrobust.attacks._adaptive import adaptive_reject_attack
 from skrobust.defenses import DNRClassifier
-from skrobust.evaluation import evaluate_robustness, security_curve
+from skrobust.evaluation import _robustness, evaluate_robustness, security_curve
 from skrobust.metrics import robust_accuracy_with_rejection_score
 from skrobust.models._skorch import default_net, fit_net
 
@@ -87,7 +88,14 @@ def test_same_seed_same_output_and_bad_parameters(rejection_model):
             clone(attack).set_params(**params).fit(X, y)
 
 
-def test_in_the_default_evaluation_with_reject_label(rejection_model):
+def test_in_the_default_evaluation_with_reject_label(rejection_model, monkeypatch):
+    # which attacks run is under test, not their budget: a test-sized ensemble
+    monkeypatch.setattr(_robustness, "default_attacks",
+                        functools.partial(_robustness.default_attacks, n_iter=5,
+                                          n_queries=50))
+    monkeypatch.setattr(_robustness, "AdaptiveRejectionTransformer",
+                        functools.partial(AdaptiveRejectionTransformer, n_iter=5))
+    monkeypatch.setattr(_robustness, "ESCALATED_SQUARE_QUERIES", 50)
     dnr, X, y = rejection_model
     X, y = X[:12], y[:12]
     result = evaluate_robustness(dnr, X, y, eps=0.1, reject_label=-1, sanity_checks=False,
@@ -102,12 +110,3 @@ def test_in_the_default_evaluation_with_reject_label(rejection_model):
     only = security_curve(dnr, X, y, [0.0, 0.2], norm=2, reject_label=-1,
                           attack=PGDExpTransformer(early_stop=True), sanity_checks=False)
     assert only.attacks == ["PGDExp"]
-
-
-@parametrize_with_checks(
-    [AdaptiveRejectionTransformer(default_net(max_epochs=2, module__hidden_units=(8,)),
-                                  eps=0.1, n_iter=3, n_target_classes=2, random_start=False,
-                                  clip_min=None, clip_max=None, random_state=0)])
-def test_sklearn_compatible(estimator, check):
-    # row-independent without random starts; with them, see tests/_instances.py
-    check(estimator)
