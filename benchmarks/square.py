@@ -133,7 +133,7 @@ def main(argv=None):
     X, y = X_all[order[8000:8000 + args.n]], y_all[order[8000:8000 + args.n]]
     if args.model_cache and os.path.exists(args.model_cache):
         cnn = LeNet5()
-        cnn.load_state_dict(torch.load(args.model_cache))
+        cnn.load_state_dict(torch.load(args.model_cache, weights_only=True))
         cnn.eval()
     else:
         cnn = train(X_train, y_train, args.epochs, seed=0, adversarial=True)
