@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test,docs]"
+	# the reference the APGD tests compare with, image by image; --no-deps: its pin of
+	# requests~=2.25 would break Sphinx, and everything else it needs is installed
+	$(PY) -m pip install --quiet --no-deps "torchattacks>=3.4"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -27,10 +30,8 @@ test: $(STAMP)
 docs: $(STAMP)
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
-# torchattacks pins requests~=2.25, which would break Sphinx; its other needs are installed
 bench: $(STAMP)
 	$(PY) -m pip install --quiet "adversarial-robustness-toolbox>=1.15"
-	$(PY) -m pip install --quiet --no-deps "torchattacks>=3.4"
 	$(PY) benchmarks/attacks.py
 
 clean:
