@@ -451,8 +451,13 @@ def _pipeline_models(pipeline, X):
     if not names:
         return None
     def model(parts):
-        return TorchModel(torch.nn.Sequential(OrderedDict([*parts, ("classifier", tail_module)])),
-                          device, tail.classes)
+        # the new container and steps in eval mode, the classifier's own mode untouched
+        # (a training-mode warning must be about the user's model, never about ours)
+        for _, part in parts:
+            part.eval()
+        module = torch.nn.Sequential(OrderedDict([*parts, ("classifier", tail_module)]))
+        module.training = False
+        return TorchModel(module, device, tail.classes)
     return model(bpda), model(skip), names
 
 

@@ -326,8 +326,12 @@ def test_a_pipeline_with_a_rounding_step_is_attacked_straight_through(mlp_net, d
     attacks = _small_attacks()
     with pytest.raises(TypeError, match="round"):  # the plain protocol cannot run
         evaluate_robustness(pipe, X, y, eps=0.1, attacks=attacks, escalate=False)
-    result = evaluate_robustness(pipe, X, y, eps=0.1, attacks=attacks, random_state=0)
+    with warnings.catch_warnings():
+        # the straight-through model is built in eval mode: no false training-mode alarm
+        warnings.filterwarnings("error", message="training mode", category=RobustnessWarning)
+        result = evaluate_robustness(pipe, X, y, eps=0.1, attacks=attacks, random_state=0)
     assert "['round'] cannot be differentiated" in result.escalations[0]["reason"]
+    assert all(c.passed for c in result.sanity_checks if c.name == "training mode")
     assert result.robust_accuracy < 0.5 * result.clean_accuracy
     fooled = result.correct & ~result.robust
     assert np.all(pipe.predict(result.X_adv[fooled]) != y[fooled])
