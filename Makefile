@@ -12,12 +12,12 @@ export MPLBACKEND ?= Agg
 
 setup: $(STAMP)
 
+# torchattacks is the reference the APGD tests compare with, image by image; --no-deps:
+# its pin of requests~=2.25 would break Sphinx, and everything else it needs is installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test,docs]"
-	# the reference the APGD tests compare with, image by image; --no-deps: its pin of
-	# requests~=2.25 would break Sphinx, and everything else it needs is installed
 	$(PY) -m pip install --quiet --no-deps "torchattacks>=3.4"
 	touch $(STAMP)
 
