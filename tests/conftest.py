@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from skrobust.datasets import load_mnist
 from skrobust.models import MLP
 from skrobust.models._skorch import default_net, fit_net
+
+from ._models import Linear
 
 # One torch thread per test process: tests run tiny ops, for which a second thread only
 # adds contention (and xdist already runs one process per core).
@@ -32,21 +33,6 @@ def mlp_net(mnist_small):
     net = default_net(module=MLP, module__n_features=784, module__n_classes=10,
                       module__hidden_units=(64,), max_epochs=8, lr=3e-3)
     return fit_net(net, X, y, seed=0)
-
-
-class Linear(nn.Module):
-    """A tiny linear victim: logits = x W^T + b."""
-
-    def __init__(self, n_features=6, n_classes=3, seed=0):
-        super().__init__()
-        generator = torch.Generator().manual_seed(seed)
-        self.fc = nn.Linear(n_features, n_classes)
-        with torch.no_grad():
-            self.fc.weight.copy_(torch.randn(n_classes, n_features, generator=generator))
-            self.fc.bias.copy_(torch.randn(n_classes, generator=generator))
-
-    def forward(self, x):
-        return self.fc(x)
 
 
 @pytest.fixture

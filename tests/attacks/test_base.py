@@ -17,7 +17,7 @@ from torch import nn
 from skrobust.attacks import FGSMTransformer, PGDTransformer
 from skrobust.models._skorch import default_net
 
-from ..conftest import Linear
+from .._models import Linear
 
 RNG = np.random.RandomState(0)
 X_UNIT = RNG.rand(40, 6)

@@ -7,7 +7,7 @@ from sklearn.metrics import accuracy_score
 from skrobust.attacks import FGSMTransformer
 from skrobust.metrics import attack_success_rate
 
-from ..conftest import Linear
+from .._models import Linear
 
 
 def test_fgsm_matches_closed_form_on_a_linear_model():

@@ -20,15 +20,6 @@ from skrobust.models._skorch import default_net
 from skrobust.utils import as_torch_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny nets: a second thread only adds synchronisation (and contention on CI)
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
-
-
 def small_net(**params):
     return default_net(**{"module__hidden_units": (32,), "max_epochs": 3, **params})
 
