@@ -12,12 +12,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from sklearn.base import clone
-from sklearn.frozen import FrozenEstimator
 
 from ..attacks._base import attack_estimator, outside_bounds
 from ..attacks.functional import two_class_scores
 from ..models._skorch import is_skorch_net
-from ..utils._differentiable import as_torch_model
+from ..utils._differentiable import as_torch_model, unfrozen, victim_input
 from ..utils._torch import eval_mode, to_numpy, to_tensor
 from ..utils._validation import check_bound
 
@@ -98,11 +97,6 @@ def _original(estimator):
     return estimator.estimator if isinstance(estimator, ResolvedVictim) else estimator
 
 
-def _unfrozen(estimator):
-    estimator = _original(estimator)
-    return estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
-
-
 def predict_labels(estimator, X, *, batch_size=256):
     """Predictions of a fitted classifier, or of a torch module (argmax, eval mode).
 
@@ -113,9 +107,7 @@ def predict_labels(estimator, X, *, batch_size=256):
     model = estimator.model if isinstance(estimator, ResolvedVictim) else None
     estimator = _original(estimator)
     if hasattr(estimator, "predict"):
-        if is_skorch_net(_unfrozen(estimator)):
-            X = np.asarray(X, dtype=np.float32)  # skorch does not convert dtypes
-        return np.asarray(estimator.predict(X))
+        return np.asarray(estimator.predict(victim_input(estimator, X)))
     model = as_torch_model(estimator) if model is None else model
     preds = []
     with eval_mode(model.module), torch.no_grad():
@@ -245,7 +237,7 @@ def check_training_mode(estimator, *, warn=True):
     >>> check_training_mode(nn.Sequential(nn.Linear(2, 2), nn.Dropout()), warn=False).passed
     False
     """
-    inner = _unfrozen(estimator)
+    inner = unfrozen(_original(estimator))
     if is_skorch_net(inner):
         return _verdict("training mode", True,
                         "skorch puts the module in eval mode to predict.", warn)
