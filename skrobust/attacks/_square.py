@@ -244,7 +244,7 @@ class SquareAttackTransformer(BaseAttack):
     def _fit_victim(self, X, y, y_index):
         estimator = self.estimator
         if (needs_fit(estimator) and estimator is not None and not is_skorch_net(estimator)
-                and not hasattr(estimator, "_skrobust_torch_model")):
+                and not hasattr(estimator, "__skrobust_torch_model__")):
             return clone(estimator).fit(X, y)
         return super()._fit_victim(X, y, y_index)
 

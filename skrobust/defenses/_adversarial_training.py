@@ -415,7 +415,7 @@ default=0.0, 1.0
         logits, _ = self._logits(X)
         return self.classes_[to_numpy(logits.argmax(1))]
 
-    def _skrobust_torch_model(self):
+    def __skrobust_torch_model__(self):
         """The trained module, so that skrobust attacks and scorers can attack it."""
         check_is_fitted(self)
         module = self.estimator_.module_

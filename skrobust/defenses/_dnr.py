@@ -169,7 +169,7 @@ class DNRClassifier(ClassifierMixin, BaseEstimator):
     ``estimator_fraction`` of the data and fits DNR on the rest (the paper trains
     the CNN and DNR on different halves of the training set).
 
-    All scores are per class and differentiable: :meth:`_skrobust_torch_model`
+    All scores are per class and differentiable: :meth:`__skrobust_torch_model__`
     re-expresses the net, the standardisation, every SVM (support vectors, dual
     coefficients, intercepts, gamma) and the combiner in torch, so the attack
     transformers attack DNR end to end.
@@ -583,7 +583,7 @@ class DNRClassifier(ClassifierMixin, BaseEstimator):
         return self.threshold_
 
     # ------------------------------------------------------------------- torch
-    def _skrobust_torch_model(self):
+    def __skrobust_torch_model__(self):
         """The gradient protocol: net, standardisation, SVMs and combiner in torch."""
         check_is_fitted(self)
         model = as_torch_model(self.estimator_)

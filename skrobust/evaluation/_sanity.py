@@ -73,7 +73,7 @@ class ResolvedVictim:
         self.estimator = estimator
         self.model = model
 
-    def _skrobust_torch_model(self):
+    def __skrobust_torch_model__(self):
         return self.model
 
     def predict(self, X):

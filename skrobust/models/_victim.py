@@ -52,7 +52,7 @@ def fit_victim(estimator, X, y, y_index, *, n_classes, device, seed):
     estimator : object or None
         The ``estimator`` parameter: None (the default net), an unfitted skorch net,
         a scikit-learn estimator skrobust can re-express in torch, an estimator with
-        ``_skrobust_torch_model``, or a frozen estimator / torch module (used as is).
+        ``__skrobust_torch_model__``, or a frozen estimator / torch module (used as is).
     X : ndarray of shape (n_samples, n_features)
         Training data.
     y : ndarray of shape (n_samples,)
@@ -82,7 +82,7 @@ def fit_victim(estimator, X, y, y_index, *, n_classes, device, seed):
         net = default_net()
     elif is_skorch_net(estimator):
         net = clone(estimator)
-    elif hasattr(estimator, "_skrobust_torch_model") or is_convertible(estimator):
+    elif hasattr(estimator, "__skrobust_torch_model__") or is_convertible(estimator):
         return clone(estimator).fit(X, y)
     else:
         detail = _convertible_error(estimator)

@@ -638,7 +638,7 @@ class SuppressPrivacyClassifier(ClassifierMixin, BaseEstimator):
         proba = self.predict_proba(X)
         return self.classes_[proba.argmax(axis=1)]
 
-    def _skrobust_torch_model(self):
+    def __skrobust_torch_model__(self):
         check_is_fitted(self)
         model = as_torch_model(self.estimator_)
         return TorchModel(model.module, model.device, self.classes_)

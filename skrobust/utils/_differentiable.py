@@ -2,7 +2,7 @@
 
 Attacks only ever see a :class:`TorchModel`. A victim provides one by being a
 ``torch.nn.Module``, a fitted skorch ``NeuralNet``, or any object with a
-``_skrobust_torch_model()`` method returning a :class:`TorchModel` (skrobust's own
+``__skrobust_torch_model__()`` method returning a :class:`TorchModel` (skrobust's own
 estimators implement it), or a fitted scikit-learn ``Pipeline``/classifier made of
 differentiable steps (re-expressed in torch by :func:`sklearn_to_torch`).
 ``sklearn.frozen.FrozenEstimator`` is unwrapped.
@@ -278,8 +278,8 @@ def as_torch_model(estimator):
 
     if isinstance(estimator, FrozenEstimator):
         return as_torch_model(estimator.estimator)
-    if hasattr(estimator, "_skrobust_torch_model"):
-        return estimator._skrobust_torch_model()
+    if hasattr(estimator, "__skrobust_torch_model__"):
+        return estimator.__skrobust_torch_model__()
     if isinstance(estimator, torch.nn.Module):
         return TorchModel(estimator, module_device(estimator))
     try:

@@ -195,7 +195,7 @@ def check_convertible(estimator, name=None, *, final=True):
 
 def _is_torch_classifier(estimator):
     """A skorch net or a skrobust estimator: already differentiable (final step only)."""
-    return is_skorch_net(estimator) or hasattr(estimator, "_skrobust_torch_model")
+    return is_skorch_net(estimator) or hasattr(estimator, "__skrobust_torch_model__")
 
 
 def is_convertible(estimator):

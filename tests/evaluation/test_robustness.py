@@ -133,7 +133,7 @@ class _RejectUnsure(ClassifierMixin, BaseEstimator):
     def __init__(self, net=None):
         self.net = net
 
-    def _skrobust_torch_model(self):
+    def __skrobust_torch_model__(self):
         return TorchModel(self.net.module_, torch.device("cpu"), self.net.classes_)
 
     def predict(self, X):
@@ -225,7 +225,7 @@ class _CountingVictim(ClassifierMixin, BaseEstimator):
     def __init__(self, net=None):
         self.net = net
 
-    def _skrobust_torch_model(self):
+    def __skrobust_torch_model__(self):
         self.n_resolved_ = getattr(self, "n_resolved_", 0) + 1
         return TorchModel(self.net.module_, torch.device("cpu"))
 

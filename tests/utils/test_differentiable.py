@@ -19,7 +19,7 @@ def test_modules_frozen_estimators_and_skorch_nets(mlp_net):
 
 def test_protocol_method_is_used():
     class Custom:
-        def _skrobust_torch_model(self):
+        def __skrobust_torch_model__(self):
             return TorchModel(torch.nn.Identity(), torch.device("cpu"), np.array(["a", "b"]))
 
     model = as_torch_model(Custom())
