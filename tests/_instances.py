@@ -39,9 +39,12 @@ def small_instances():
     yield MMDDriftDetector(n_permutations=20, random_state=0)
     # NAD-style FGSM, and PGD with the robust checkpoint; 2 epochs need a higher lr
     at_net = dict(lr=0.1, batch_size=32)
-    yield AdversarialTrainer(tiny_net(**at_net), eps=0.1, replace_ratio=0.5, **common)
-    yield AdversarialTrainer(tiny_net(**at_net), attack="pgd", eps=0.1, n_iter=2,
-                             robust_val_fraction=0.2, **common)
+    unbounded = dict(clip_min=None, clip_max=None)
+    yield AdversarialTrainer(tiny_net(**at_net), attack=FGSMTransformer(
+        eps=0.1, **unbounded), replace_ratio=0.5, random_state=0)
+    yield AdversarialTrainer(tiny_net(**at_net), attack=PGDTransformer(
+        eps=0.1, step_size=0.125, n_iter=2, **unbounded), robust_val_fraction=0.2,
+        random_state=0)
     # suppress-privacy: masks half of the weights over epochs 1-2 of 3
     yield SuppressPrivacyClassifier(
         default_net(max_epochs=3, module__hidden_units=(8,), lr=0.1), start_epoch=1,

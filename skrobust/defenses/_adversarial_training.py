@@ -1,11 +1,11 @@
 """Adversarial training of a skorch classifier as a scikit-learn meta-estimator."""
 
+import functools
 import numbers
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.frozen import FrozenEstimator
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
@@ -13,17 +13,44 @@ from sklearn.utils.validation import check_is_fitted, check_scalar, validate_dat
 
 from ..attacks import FGSMTransformer, PGDTransformer
 from ..attacks._base import BaseAttack
-from ..models._skorch import default_net, is_skorch_net, size_net
-from ..utils._differentiable import TorchModel
-from ..utils._torch import module_device, resolve_device, to_numpy, torch_seed
+from ..models._skorch import default_net, fit_net, is_skorch_net, size_net
+from ..utils._differentiable import TorchModel, as_torch_model, unfrozen
+from ..utils._torch import resolve_device, to_numpy, torch_seed
 from ._adversarial_net import Adversary, RobustCheckpoint, adversarial_class, bound_tensor
 
 FLOAT_DTYPES = [np.float64, np.float32]
-# the attack-shaped parameters, with their defaults; an attack transformer replaces them
-_ATTACK_PARAMS = dict(eps=0.3, step_size=None, n_iter=None, random_start=False,
-                      norm="inf", clip_min=0.0, clip_max=1.0)
+# the attack names and the transformer each stands for, with its own defaults
+_ATTACKS = {"fgsm": FGSMTransformer, "pgd": PGDTransformer}
+# attack parameters the trainer took itself before they moved to the attack object
+_REMOVED_PARAMS = ("eps", "step_size", "n_iter", "random_start", "norm", "clip_min",
+                   "clip_max")
 # PGD of the catastrophic-overfitting guard
 _GUARD_N_ITER = 10
+
+
+def _refuse_removed_params(init):
+    """Wrap ``__init__`` to refuse the removed attack parameters with the way to say them.
+
+    The signature seen by scikit-learn (``get_params``, ``clone``) and by the docs is
+    the wrapped one: ``inspect.signature`` follows ``__wrapped__``.
+    """
+
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        removed = [name for name in _REMOVED_PARAMS if name in kwargs]
+        if removed:
+            given = ", ".join(f"{name}={kwargs[name]!r}" for name in removed)
+            iterative = {"step_size", "n_iter", "random_start"} & set(removed)
+            attack = "PGDTransformer" if iterative else "FGSMTransformer"
+            raise TypeError(
+                f"AdversarialTrainer does not take {given}: the training attack's "
+                f"parameters belong to the attack object. Use attack={attack}({given}) "
+                f"(from skrobust.attacks), and attack__{removed[0]}=... in set_params or "
+                "a GridSearchCV grid."
+            )
+        init(self, *args, **kwargs)
+
+    return wrapper
 
 
 class AdversarialTrainer(ClassifierMixin, BaseEstimator):
@@ -32,7 +59,7 @@ class AdversarialTrainer(ClassifierMixin, BaseEstimator):
     At every training step, a share ``replace_ratio`` of the batch is replaced by
     adversarial examples crafted against the *current* weights, then one optimiser
     step is taken on the mixed batch. The examples are crafted with the tensor-level
-    FGSM/PGD of :mod:`skrobust.attacks`, with the module in eval mode (batch-norm
+    attack of the ``attack`` transformer, with the module in eval mode (batch-norm
     statistics are not updated by the attack's forward passes, each submodule's mode
     is restored for the update) and with input gradients only (the attack never
     writes to the parameters' ``.grad``).
@@ -40,13 +67,16 @@ class AdversarialTrainer(ClassifierMixin, BaseEstimator):
     The published recipes are one line each:
 
     - Natural Adversarial Defense, NAD (MindArmour): half of each batch replaced by
-      its FGSM examples, ``AdversarialTrainer(net, eps=0.3, replace_ratio=0.5)``.
+      its FGSM examples,
+      ``AdversarialTrainer(net, attack=FGSMTransformer(eps=0.3), replace_ratio=0.5)``.
     - Fast FGSM training with random start (Wong et al. 2020): uniform start in
       the ``eps``-ball and one step of ``1.25 * eps`` on every sample,
-      ``AdversarialTrainer(net, eps=0.1, random_start=True)``.
+      ``AdversarialTrainer(net, attack=PGDTransformer(eps=0.1, step_size=0.125,
+      n_iter=1, random_start=True))``.
     - PGD adversarial training (Madry et al. 2018): ``n_iter`` PGD steps from a
-      random start on every sample,
-      ``AdversarialTrainer(net, attack="pgd", eps=0.3, n_iter=10, random_start=True)``.
+      random start on every sample, ``AdversarialTrainer(net,
+      attack=PGDTransformer(eps=0.3, step_size=0.075, n_iter=10, random_start=True))``
+      (``step_size = 2.5 * eps / n_iter``).
 
     Parameters
     ----------
@@ -59,47 +89,38 @@ default=None
         a copy of its weights (MindArmour's ``batch_defense`` after normal
         training). If None, a small MLP from :mod:`skrobust.models` sized to the data.
         Its parameters are reachable as ``estimator__lr``, ``estimator__max_epochs``, ...
-    attack : {"fgsm", "pgd"} or FGSMTransformer or PGDTransformer, default="fgsm"
-        The training attack. ``"fgsm"``: one step; ``"pgd"``: ``n_iter`` steps. An
-        attack transformer (its ``estimator`` is ignored) brings its own ``eps``,
-        ``step_size``, ``n_iter``, ``norm``, ``random_start``, ``clip_min`` and
-        ``clip_max``, reachable as ``attack__eps``, ...; the parameters of the same
-        names here must then keep their defaults. Feature constraints of the
-        attack (``immutable``, ``integer_features``, ``eps_scale``, an array
-        ``eps``, ``clip_min="data"``) are not applied in training and raise a
+    attack : {"fgsm", "pgd"}, FGSMTransformer or PGDTransformer, default="fgsm"
+        The training attack, the one place where its parameters are said: ``eps``,
+        ``norm``, ``clip_min``/``clip_max`` (the input domain; ``fit`` rejects
+        training data outside it), and for PGD ``step_size``, ``n_iter``,
+        ``random_start`` and ``n_restarts``. An attack object's parameters are
+        reachable as ``attack__eps``, ``attack__n_iter``, ... in ``set_params`` and
+        in a :class:`~sklearn.model_selection.GridSearchCV` grid. ``"fgsm"`` and
+        ``"pgd"`` stand for ``FGSMTransformer()`` and ``PGDTransformer()`` with their
+        own defaults (``eps=0.3``; PGD: 40 steps of 0.01, no random start); give an
+        object to change them. The attack's ``estimator`` must be None (the trainer
+        always attacks the net being trained); its ``device``, ``batch_size`` and
+        ``random_state`` are not used (the trainer's apply). Targeted attacks and
+        feature constraints (``immutable``, ``integer_features``, ``eps_scale``, an
+        array ``eps``, ``clip_min="data"``) are not applied in training and raise a
         ``ValueError``.
-    eps : float, default=0.3
-        Maximum perturbation in the ``norm`` ball.
-    step_size : float or None, default=None
-        Size of each step. None: ``eps`` for FGSM, ``1.25 * eps`` for FGSM with
-        ``random_start`` (Wong et al.), ``2.5 * eps / n_iter`` for PGD (Madry et al.).
-    n_iter : int or None, default=None
-        Number of steps: must be 1 (or None) for ``"fgsm"``; None means 10 for
-        ``"pgd"``. PGD-k training costs about ``k + 1`` times clean training.
-    random_start : bool, default=False
-        Start each attack from a uniform random point of the ``eps``-ball.
     replace_ratio : float, default=1.0
         Share of each batch replaced by adversarial examples, in [0, 1] (rounded up
         to whole samples, drawn at random per batch). 0 trains on clean data.
-    norm : {"inf", 2}, default="inf"
-        The Lp norm of the perturbation budget.
-    clip_min, clip_max : float, array-like of shape (n_features,) or None, \
-default=0.0, 1.0
-        Bounds of the input domain; None disables a bound. ``fit`` rejects
-        training data outside them.
     warm_start : bool, default=False
         If True and the trainer was fitted before (same features and classes),
         ``fit`` continues training ``estimator_`` as it is (its own ``max_epochs``,
         ``lr``, optimiser state; change them with ``estimator_.set_params``) with
-        the current attack parameters, instead of starting anew. Use it to train
-        clean first (``replace_ratio=0``) and fine-tune adversarially after.
+        the current attack, instead of starting anew. Use it to train clean first
+        (``replace_ratio=0``) and fine-tune adversarially after.
     robust_val_fraction : float or None, default=None
         Guard against catastrophic overfitting (the sudden loss of robustness of
         fast FGSM training). If set, this fraction of the training data is held out
         (the net's ``train_split`` is replaced), after every epoch the accuracy on
-        PGD examples of it (10 steps of ``2.5 * eps / 10`` from a random start) is
-        recorded as ``valid_robust_acc`` in ``estimator_.history``, and the weights
-        of the best epoch are restored at the end of ``fit``.
+        PGD examples of it (10 steps of ``2.5 * eps / 10`` from a random start, in
+        the attack's ``eps``, ``norm`` and bounds) is recorded as
+        ``valid_robust_acc`` in ``estimator_.history``, and the weights of the best
+        epoch are restored at the end of ``fit``.
     device : str or torch.device, default="cpu"
         Device on which the net is trained (forwarded to ``estimator``).
     random_state : int, RandomState instance or None, default=None
@@ -114,7 +135,8 @@ default=0.0, 1.0
         The trained net (an instance of a private subclass of the given net's class
         that adds the adversarial step), trained on indices into ``classes_``.
     attack_ : FGSMTransformer or PGDTransformer
-        The training attack with every parameter resolved (unfitted).
+        The training attack: a clone of ``attack``, or the transformer a name stands
+        for (unfitted).
     classes_ : ndarray of shape (n_classes,)
         Class labels seen in ``fit``.
     n_features_in_ : int
@@ -137,6 +159,11 @@ default=0.0, 1.0
     evaluate with a stronger attack (PGD with many steps and restarts) against the
     trained model itself.
 
+    Earlier development versions (0.1.0.dev0) took the attack's parameters (``eps``,
+    ``step_size``, ``n_iter``, ``random_start``, ``norm``, ``clip_min``,
+    ``clip_max``); they now belong to the attack object, and passing them raises a
+    ``TypeError`` that says how to write them.
+
     References
     ----------
     I. J. Goodfellow, J. Shlens and C. Szegedy, "Explaining and harnessing
@@ -157,6 +184,7 @@ default=0.0, 1.0
     >>> from skorch import NeuralNetClassifier
     >>> from sklearn.datasets import make_classification
     >>> from sklearn.preprocessing import minmax_scale
+    >>> from skrobust.attacks import FGSMTransformer
     >>> from skrobust.defenses import AdversarialTrainer
     >>> from skrobust.models import MLP
     >>> X, y = make_classification(n_samples=200, n_features=5, random_state=0)
@@ -164,29 +192,21 @@ default=0.0, 1.0
     >>> net = NeuralNetClassifier(MLP, criterion=torch.nn.CrossEntropyLoss,
     ...                           optimizer=torch.optim.Adam, lr=0.01, max_epochs=10,
     ...                           train_split=None)
-    >>> clf = AdversarialTrainer(net, eps=0.05, replace_ratio=0.5, random_state=0)
+    >>> clf = AdversarialTrainer(net, attack=FGSMTransformer(eps=0.05),
+    ...                          replace_ratio=0.5, random_state=0)
     >>> clf.fit(X, y).score(X, y) > 0.8
     True
-    >>> clf.attack_
-    FGSMTransformer(eps=0.05)
-    >>> clf.set_params(estimator__max_epochs=20).get_params()["estimator__max_epochs"]
-    20
+    >>> clf.set_params(attack__eps=0.1, estimator__max_epochs=20).get_params()["attack__eps"]
+    0.1
     """
 
-    def __init__(self, estimator=None, *, attack="fgsm", eps=0.3, step_size=None,
-                 n_iter=None, random_start=False, replace_ratio=1.0, norm="inf",
-                 clip_min=0.0, clip_max=1.0, warm_start=False, robust_val_fraction=None,
-                 device="cpu", random_state=None, verbose=0):
+    @_refuse_removed_params
+    def __init__(self, estimator=None, *, attack="fgsm", replace_ratio=1.0,
+                 warm_start=False, robust_val_fraction=None, device="cpu",
+                 random_state=None, verbose=0):
         self.estimator = estimator
         self.attack = attack
-        self.eps = eps
-        self.step_size = step_size
-        self.n_iter = n_iter
-        self.random_start = random_start
         self.replace_ratio = replace_ratio
-        self.norm = norm
-        self.clip_min = clip_min
-        self.clip_max = clip_max
         self.warm_start = warm_start
         self.robust_val_fraction = robust_val_fraction
         self.device = device
@@ -194,53 +214,35 @@ default=0.0, 1.0
         self.verbose = verbose
 
     def _resolve_attack(self):
-        """The training attack as an unfitted FGSMTransformer or PGDTransformer."""
-        if isinstance(self.attack, BaseAttack):
-            changed = [name for name, default in _ATTACK_PARAMS.items()
-                       if not _same(getattr(self, name), default)]
-            if changed:
-                raise ValueError(
-                    f"{', '.join(changed)} must keep their defaults when attack is a "
-                    f"{type(self.attack).__name__}: set the transformer's own parameters "
-                    f"instead (attack__{changed[0]}=... in a grid)."
-                )
-            if getattr(self.attack, "targeted", False):
-                raise ValueError("attack must be untargeted (targeted=False) for "
-                                 "adversarial training.")
-            constrained = self.attack._constraint_params()
-            if constrained:
-                raise ValueError(
-                    f"attack sets feature constraints ({', '.join(constrained)}), which "
-                    "adversarial training does not apply: use a scalar eps and numeric "
-                    "clip_min/clip_max, without eps_scale, immutable or integer_features."
-                )
-            return clone(self.attack).set_params(estimator=None)
-        if self.attack not in ("fgsm", "pgd"):
+        """The training attack as an unfitted transformer (a clone of ``attack``)."""
+        attack = self.attack
+        if isinstance(attack, str) and attack in _ATTACKS:
+            return _ATTACKS[attack]()
+        if not isinstance(attack, BaseAttack) or not hasattr(attack, "_perturb"):
             raise ValueError(
-                f'attack={self.attack!r} is not supported; use "fgsm", "pgd", or an '
-                "FGSMTransformer / PGDTransformer instance."
+                f'attack={attack!r} is not supported; use "fgsm", "pgd", or a gradient '
+                "attack transformer such as FGSMTransformer(eps=0.1) or "
+                "PGDTransformer(eps=0.1, step_size=0.025, n_iter=10, random_start=True)."
             )
-        common = dict(eps=self.eps, norm=self.norm, clip_min=self.clip_min,
-                      clip_max=self.clip_max)
-        if self.attack == "fgsm":
-            if self.n_iter not in (None, 1):
-                raise ValueError(f'n_iter={self.n_iter!r} with attack="fgsm" (one step); '
-                                 'use attack="pgd" for several steps.')
-            if self.step_size is None and not self.random_start:
-                return FGSMTransformer(**common)
-            step_size = 1.25 * self.eps if self.step_size is None else self.step_size
-            return PGDTransformer(step_size=step_size, n_iter=1,
-                                  random_start=self.random_start, **common)
-        n_iter = 10 if self.n_iter is None else self.n_iter
-        check_scalar(n_iter, "n_iter", numbers.Integral, min_val=1)
-        step_size = 2.5 * self.eps / n_iter if self.step_size is None else self.step_size
-        return PGDTransformer(step_size=step_size, n_iter=n_iter,
-                              random_start=self.random_start, **common)
+        if attack.estimator is not None:
+            raise ValueError(
+                f"attack has estimator={type(attack.estimator).__name__}, but the "
+                "training attack always attacks the net being trained: leave the "
+                "attack's estimator=None."
+            )
+        if getattr(attack, "targeted", False):
+            raise ValueError("attack must be untargeted (targeted=False) for "
+                             "adversarial training.")
+        constrained = attack._constraint_params()
+        if constrained:
+            raise ValueError(
+                f"attack sets feature constraints ({', '.join(constrained)}), which "
+                "adversarial training does not apply: use a scalar eps and numeric "
+                "clip_min/clip_max, without eps_scale, immutable or integer_features."
+            )
+        return clone(attack)
 
     def _check_params(self):
-        eps = self.eps
-        if not isinstance(eps, numbers.Real) or not np.isfinite(eps) or eps < 0:
-            raise ValueError(f"eps={eps!r} must be a finite float >= 0.")
         check_scalar(self.replace_ratio, "replace_ratio", numbers.Real,
                      min_val=0.0, max_val=1.0)
         if self.robust_val_fraction is not None:
@@ -249,8 +251,10 @@ default=0.0, 1.0
         attack = self._resolve_attack()
         # the transformer's own checks (eps, norm, bounds, step_size, n_iter)
         attack.n_features_in_ = self.n_features_in_
-        attack._check_params()
-        del attack.n_features_in_
+        try:
+            attack._check_params()
+        finally:
+            del attack.n_features_in_
         return attack
 
     def _check_bounds(self, X):
@@ -261,17 +265,15 @@ default=0.0, 1.0
             bad = X < np.asarray(bound) - 1e-6 if below else X > np.asarray(bound) + 1e-6
             if np.any(bad):
                 raise ValueError(
-                    f"X has values {'below' if below else 'above'} {name}={bound!r}; "
-                    f"scale X into [clip_min, clip_max] or set {name}=None to disable "
-                    "the bound."
+                    f"X has values {'below' if below else 'above'} the attack's "
+                    f"{name}={bound!r}; scale X into [clip_min, clip_max] or set "
+                    f"attack__{name}=None to disable the bound."
                 )
 
     def _make_net(self, n_classes):
         """An unfitted net of the adversarial class, from the estimator's parameters."""
-        estimator = self.estimator
-        frozen = isinstance(estimator, FrozenEstimator)
-        if frozen:
-            estimator = estimator.estimator
+        estimator = unfrozen(self.estimator)
+        fine_tune = estimator is not self.estimator  # a FrozenEstimator of a fitted net
         if estimator is None:
             estimator = default_net()
         elif not is_skorch_net(estimator):
@@ -280,12 +282,12 @@ default=0.0, 1.0
                 "pass a skorch NeuralNetClassifier (optionally a fitted one wrapped in "
                 "FrozenEstimator to fine-tune it), or None for a default MLP."
             )
-        if frozen and not getattr(estimator, "initialized_", False):
+        if fine_tune and not getattr(estimator, "initialized_", False):
             raise ValueError("estimator is a FrozenEstimator of an unfitted net; fit the "
                              "net first, or pass it unwrapped to train from scratch.")
         params = clone(estimator).get_params(deep=False)
         net = adversarial_class(type(estimator))(**params)
-        if not frozen:  # a fitted net keeps its size
+        if not fine_tune:  # a fitted net keeps its size
             size_net(net, self.n_features_in_, n_classes)
         net.set_params(device=str(resolve_device(self.device)),
                        verbose=int(self.verbose >= 1))
@@ -307,7 +309,7 @@ default=0.0, 1.0
                                                   stratified=False,
                                                   random_state=self.seed_))
         net.set_params(callbacks=callbacks)
-        if frozen:
+        if fine_tune:
             net.initialize()
             net.module_.load_state_dict(estimator.module_.state_dict())
             self._check_outputs(net, np.zeros((1, self.n_features_in_), np.float32))
@@ -323,7 +325,7 @@ default=0.0, 1.0
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training inputs within ``[clip_min, clip_max]``.
+            Training inputs within the attack's ``[clip_min, clip_max]``.
         y : array-like of shape (n_samples,)
             Class labels.
 
@@ -355,14 +357,14 @@ default=0.0, 1.0
         seed = self.seed_ + (len(net.history) if warm else 0)
         net.adversary_ = Adversary(self.attack_, float(self.replace_ratio),
                                    *self._clip_tensors(device), seed, device)
+        X32 = np.asarray(X, dtype=np.float32)
+        y_index = encoder.transform(y).astype(np.int64)
         try:
-            with torch_seed(seed):
-                X32 = np.asarray(X, dtype=np.float32)
-                y_index = encoder.transform(y).astype(np.int64)
-                if warm or getattr(net, "initialized_", False):
+            if warm or getattr(net, "initialized_", False):
+                with torch_seed(seed):
                     net.partial_fit(X32, y_index)
-                else:
-                    net.fit(X32, y_index)
+            else:
+                fit_net(net, X32, y_index, seed)
         finally:
             del net.adversary_
         self._check_outputs(net, X32[:1])
@@ -416,13 +418,11 @@ default=0.0, 1.0
         return self.classes_[to_numpy(logits.argmax(1))]
 
     def __skrobust_torch_model__(self):
-        """The trained module, so that skrobust attacks and scorers can attack it."""
+        """The trained module, so that skrobust attacks and scorers can attack it.
+
+        ``estimator_`` is always a net trained here on indices into ``classes_`` (a
+        frozen net is fine-tuned on a copy), so its score columns are ``classes_``.
+        """
         check_is_fitted(self)
-        module = self.estimator_.module_
-        return TorchModel(module, module_device(module), self.classes_)
-
-
-def _same(value, default):
-    if value is None or default is None:
-        return value is default
-    return np.array_equal(np.asarray(value), np.asarray(default))
+        model = as_torch_model(self.estimator_)
+        return TorchModel(model.module, model.device, self.classes_)

@@ -12,7 +12,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.preprocessing import minmax_scale
 from torch import nn
 
-from skrobust.attacks import FGSMTransformer, PGDTransformer
+from skrobust.attacks import FGSMTransformer, PGDTransformer, SquareAttackTransformer
 from skrobust.defenses import AdversarialTrainer
 from skrobust.defenses._adversarial_net import Adversary, RobustCheckpoint
 from skrobust.metrics import make_adversarial_scorer
@@ -48,8 +48,8 @@ def test_adversarial_training_raises_pgd_accuracy(mnist_small):
     scorer = make_adversarial_scorer(PGDTransformer(eps=0.1, step_size=0.02, n_iter=10))
     clean = AdversarialTrainer(small_net(max_epochs=4), replace_ratio=0.0,
                                random_state=0).fit(X, y)
-    robust = AdversarialTrainer(small_net(max_epochs=4), attack="pgd", eps=0.1,
-                                n_iter=2, random_start=True, random_state=0).fit(X, y)
+    robust = AdversarialTrainer(small_net(max_epochs=4), attack=PGDTransformer(
+        eps=0.1, step_size=0.125, n_iter=2, random_start=True), random_state=0).fit(X, y)
     assert clean.score(X_test, y_test) > 0.8
     assert robust.score(X_test, y_test) > 0.7
     assert scorer(robust, X_test, y_test) > scorer(clean, X_test, y_test) + 0.2
@@ -60,11 +60,29 @@ def test_grid_search_over_eps_with_adversarial_scorer(mnist_small):
     X, y = X[:800], y[:800]
     scorer = make_adversarial_scorer(FGSMTransformer(eps=0.15))
     search = GridSearchCV(
-        AdversarialTrainer(small_net(max_epochs=4), random_state=0),
-        {"eps": [0.0, 0.15], "estimator__lr": [1e-2]}, scoring=scorer, cv=2,
+        AdversarialTrainer(small_net(max_epochs=4), attack=FGSMTransformer(),
+                           random_state=0),
+        {"attack__eps": [0.0, 0.15], "estimator__lr": [1e-2]}, scoring=scorer, cv=2,
     ).fit(X, y)
-    assert search.best_params_["eps"] == 0.15
+    assert search.best_params_["attack__eps"] == 0.15
     assert search.best_estimator_.estimator_.lr == 1e-2
+
+
+def test_grid_over_attack_eps_routes_to_the_training_attack(blobs):
+    X, y = blobs
+    attack = PGDTransformer(eps=0.3, step_size=0.05, n_iter=2)
+    trainer = AdversarialTrainer(small_net(max_epochs=2), attack=attack, random_state=0)
+    search = GridSearchCV(trainer, {"attack__eps": [0.0, 0.1]}, cv=2, refit=True,
+                          return_train_score=True).fit(X, y)
+    assert list(search.cv_results_["param_attack__eps"]) == [0.0, 0.1]
+    best = search.best_estimator_
+    assert best.attack_.eps == search.best_params_["attack__eps"]
+    assert (best.attack_.step_size, best.attack_.n_iter) == (0.05, 2)
+    assert attack.eps == 0.3 and trainer.attack is attack  # the caller's objects stay
+    # attack__eps=0 trains exactly as clean training: the value reached the attack
+    zero = clone(trainer).set_params(attack__eps=0.0).fit(X, y)
+    clean = clone(trainer).set_params(replace_ratio=0.0).fit(X, y)
+    np.testing.assert_allclose(zero.predict_proba(X), clean.predict_proba(X), atol=1e-6)
 
 
 # ---------------------------------------------------------------- the training step
@@ -73,15 +91,18 @@ def test_grid_search_over_eps_with_adversarial_scorer(mnist_small):
 def test_eps_zero_is_clean_training(blobs):
     X, y = blobs
     clean = AdversarialTrainer(small_net(), replace_ratio=0.0, random_state=0).fit(X, y)
-    zero = AdversarialTrainer(small_net(), eps=0.0, random_state=0).fit(X, y)
-    fgsm = AdversarialTrainer(small_net(), eps=0.2, random_state=0).fit(X, y)
+    zero = AdversarialTrainer(small_net(), attack=FGSMTransformer(eps=0.0),
+                              random_state=0).fit(X, y)
+    fgsm = AdversarialTrainer(small_net(), attack=FGSMTransformer(eps=0.2),
+                              random_state=0).fit(X, y)
     np.testing.assert_allclose(zero.predict_proba(X), clean.predict_proba(X), atol=1e-6)
     assert not np.allclose(fgsm.predict_proba(X), clean.predict_proba(X), atol=1e-3)
 
 
 def test_same_random_state_same_model(blobs):
     X, y = blobs
-    params = dict(attack="pgd", eps=0.1, n_iter=2, random_start=True, replace_ratio=0.5)
+    params = dict(attack=PGDTransformer(eps=0.1, step_size=0.125, n_iter=2,
+                                        random_start=True), replace_ratio=0.5)
     a = AdversarialTrainer(small_net(), random_state=3, **params).fit(X, y)
     b = AdversarialTrainer(small_net(), random_state=3, **params).fit(X, y)
     c = AdversarialTrainer(small_net(), random_state=4, **params).fit(X, y)
@@ -103,8 +124,9 @@ class BNNet(nn.Module):
 
 def test_crafting_leaves_batchnorm_modes_and_grads_alone(blobs):
     X, y = blobs
-    clf = AdversarialTrainer(default_net(module=BNNet, max_epochs=1), attack="pgd",
-                             eps=0.1, n_iter=3, random_start=True, random_state=0).fit(X, y)
+    attack = PGDTransformer(eps=0.1, step_size=0.25 / 3, n_iter=3, random_start=True)
+    clf = AdversarialTrainer(default_net(module=BNNet, max_epochs=1), attack=attack,
+                             random_state=0).fit(X, y)
     net = clf.estimator_
     module = net.module_.train()
     for p in module.parameters():
@@ -123,7 +145,8 @@ def test_crafting_leaves_batchnorm_modes_and_grads_alone(blobs):
 def test_one_training_step_updates_batchnorm_once(blobs):
     X, y = blobs
     clf = AdversarialTrainer(default_net(module=BNNet, max_epochs=1, batch_size=len(X)),
-                             attack="pgd", eps=0.1, n_iter=4, random_state=0).fit(X, y)
+                             attack=PGDTransformer(eps=0.1, step_size=0.0625, n_iter=4),
+                             random_state=0).fit(X, y)
     # one batch per epoch, PGD-4: only the training forward pass counts
     assert int(clf.estimator_.module_.bn.num_batches_tracked) == 1
 
@@ -145,35 +168,48 @@ def test_replace_ratio_replaces_that_share_of_rows():
 def test_training_attack_resolution(blobs):
     X, y = blobs
     fit = dict(estimator=small_net(max_epochs=1), random_state=0)
-    assert AdversarialTrainer(eps=0.2, **fit).fit(X, y).attack_.get_params() == \
-        FGSMTransformer(eps=0.2).get_params()
-    fast = AdversarialTrainer(eps=0.2, random_start=True, **fit).fit(X, y).attack_
-    assert (type(fast), fast.n_iter, fast.step_size, fast.random_start) == \
-        (PGDTransformer, 1, 0.25, True)
-    pgd = AdversarialTrainer(attack="pgd", eps=0.2, **fit).fit(X, y).attack_
-    assert (pgd.n_iter, pgd.step_size) == (10, pytest.approx(0.05))
+    # the names stand for the transformers with their own defaults
+    for name, cls in (("fgsm", FGSMTransformer), ("pgd", PGDTransformer)):
+        attack_ = AdversarialTrainer(attack=name, **fit).fit(X, y).attack_
+        assert type(attack_) is cls and attack_.get_params() == cls().get_params()
     given = PGDTransformer(eps=0.1, step_size=0.03, n_iter=2, random_start=True)
     clf = AdversarialTrainer(attack=given, **fit)
     assert clf.get_params()["attack__eps"] == 0.1
     clf.set_params(attack__eps=0.05).fit(X, y)
     assert (clf.attack_.eps, clf.attack_.n_iter, clf.attack_.step_size) == (0.05, 2, 0.03)
-    assert clf.attack_ is not given
+    assert clf.attack_ is not given and clf.attack_.random_start
+
+
+@pytest.mark.parametrize("params, cls", [
+    (dict(eps=0.1), "FGSMTransformer"),
+    (dict(norm=2, clip_min=None), "FGSMTransformer"),
+    (dict(eps=0.1, n_iter=10, random_start=True), "PGDTransformer"),
+    (dict(step_size=0.01), "PGDTransformer"),
+    (dict(clip_max=None), "FGSMTransformer"),
+])
+def test_removed_attack_parameters_say_where_they_went(params, cls):
+    name = next(iter(params))
+    with pytest.raises(TypeError, match=rf"attack={cls}\({name}=.*attack__{name}="):
+        AdversarialTrainer(small_net(), **params)
+    with pytest.raises(ValueError, match=f"Invalid parameter '{name}'"):
+        AdversarialTrainer(small_net()).set_params(**params)
 
 
 @pytest.mark.parametrize("params, error, match", [
-    (dict(eps=-0.1), ValueError, "eps=-0.1"),
+    (dict(attack=FGSMTransformer(eps=-0.1)), ValueError, "'eps'"),
+    (dict(attack=PGDTransformer(n_iter=-1)), ValueError, "'n_iter'"),
     (dict(replace_ratio=1.5), ValueError, "replace_ratio"),
     (dict(replace_ratio=-0.1), ValueError, "replace_ratio"),
     (dict(estimator=LogisticRegression()), TypeError, "not a skorch classifier"),
     (dict(attack="cw"), ValueError, "attack='cw'"),
-    (dict(attack="fgsm", n_iter=3), ValueError, 'attack="pgd"'),
-    (dict(attack="pgd", n_iter=0), ValueError, "n_iter"),
-    (dict(attack=FGSMTransformer(), eps=0.1), ValueError, "attack__eps"),
+    (dict(attack=FGSMTransformer), ValueError, "attack=<class"),
+    (dict(attack=SquareAttackTransformer()), ValueError, "gradient attack"),
+    (dict(attack=FGSMTransformer(small_net())), ValueError, "estimator=None"),
     (dict(attack=FGSMTransformer(targeted=True)), ValueError, "untargeted"),
     (dict(attack=PGDTransformer(immutable=[0])), ValueError, r"constraints \(immutable\)"),
     (dict(attack=FGSMTransformer(clip_min="data", eps_scale="std")), ValueError,
      r"constraints \(eps_scale, clip_min\)"),
-    (dict(norm=3), ValueError, "norm"),
+    (dict(attack=FGSMTransformer(norm=3)), ValueError, "norm"),
     (dict(robust_val_fraction=1.0), ValueError, "robust_val_fraction"),
     (dict(estimator=FrozenEstimator(default_net())), ValueError, "unfitted"),
 ])
@@ -185,8 +221,10 @@ def test_bad_parameters_raise_clear_errors(blobs, params, error, match):
 
 def test_bad_data_raise_clear_errors(blobs):
     X, y = blobs
-    with pytest.raises(ValueError, match="above clip_max"):
+    with pytest.raises(ValueError, match="above the attack's clip_max=1.0.*attack__clip_max"):
         AdversarialTrainer(small_net()).fit(X + 1, y)
+    unbounded = FGSMTransformer(clip_min=None, clip_max=None)
+    assert AdversarialTrainer(small_net(max_epochs=1), attack=unbounded).fit(X + 1, y)
     with pytest.raises(ValueError, match="1 class"):
         AdversarialTrainer(small_net()).fit(X, np.zeros(len(X)))
     with pytest.raises(ValueError, match="5 scores per sample"):
@@ -200,7 +238,8 @@ def test_clone_pickle_set_params_round_trips(blobs):
     X, y = blobs
     labels = np.array(["cat", "dog", "emu"])[y]
     net = small_net()
-    clf = AdversarialTrainer(net, eps=0.1, random_state=0).fit(X, labels)
+    clf = AdversarialTrainer(net, attack=FGSMTransformer(eps=0.1), random_state=0)
+    clf.fit(X, labels)
     assert net.get_params()["max_epochs"] == 3 and not hasattr(net, "module_")
     assert set(clf.predict(X)) <= set(labels)
     proba = clf.predict_proba(X)
@@ -211,8 +250,9 @@ def test_clone_pickle_set_params_round_trips(blobs):
     assert isinstance(restored.estimator_, type(clf.estimator_))
     twin = clone(clf)
     assert not hasattr(twin, "estimator_")
-    assert twin.get_params()["eps"] == 0.1
-    twin.set_params(eps=0.2, estimator__max_epochs=1, estimator__lr=0.05)
+    assert twin.get_params()["attack__eps"] == 0.1 and twin.attack is not clf.attack
+    twin.set_params(attack__eps=0.2, estimator__max_epochs=1, estimator__lr=0.05)
+    assert clf.attack.eps == 0.1
     assert twin.estimator.max_epochs == 1 and twin.estimator.lr == 0.05
     assert twin.fit(X, labels).estimator_.lr == 0.05 and len(twin.estimator_.history) == 1
 
@@ -220,7 +260,8 @@ def test_clone_pickle_set_params_round_trips(blobs):
 def test_trained_model_is_attackable(blobs):
     X, y = blobs
     labels = np.array(["a", "b", "c"])[y]
-    clf = AdversarialTrainer(small_net(), eps=0.1, random_state=0).fit(X, labels)
+    clf = AdversarialTrainer(small_net(), attack=FGSMTransformer(eps=0.1),
+                             random_state=0).fit(X, labels)
     model = as_torch_model(FrozenEstimator(clf))
     assert list(model.classes) == ["a", "b", "c"]
     X_adv = PGDTransformer(FrozenEstimator(clf), eps=0.1, step_size=0.02,
@@ -276,7 +317,8 @@ def test_robust_checkpoint_restores_the_best_epoch(blobs, monkeypatch):
                         lambda self, net, dataset: next(scripted))
     recorder = _Recorder()
     clf = AdversarialTrainer(small_net(max_epochs=4, callbacks=[("rec", recorder)]),
-                             eps=0.1, robust_val_fraction=0.25, random_state=0).fit(X, y)
+                             attack=FGSMTransformer(eps=0.1), robust_val_fraction=0.25,
+                             random_state=0).fit(X, y)
     history = clf.estimator_.history
     assert history[:, "valid_robust_acc"] == [0.2, 0.7, 0.4, 0.6]
     assert history[:, "valid_robust_acc_best"] == [True, True, False, False]
@@ -288,7 +330,8 @@ def test_robust_checkpoint_restores_the_best_epoch(blobs, monkeypatch):
 
 def test_robust_checkpoint_measures_the_restored_weights(blobs):
     X, y = blobs
-    clf = AdversarialTrainer(small_net(max_epochs=4), eps=0.2, random_start=True,
+    fast = PGDTransformer(eps=0.2, step_size=0.25, n_iter=1, random_start=True)
+    clf = AdversarialTrainer(small_net(max_epochs=4), attack=fast,
                              robust_val_fraction=0.25, random_state=0).fit(X, y)
     net = clf.estimator_
     scores = net.history[:, "valid_robust_acc"]
