@@ -13,7 +13,8 @@ from ._membership import (
     membership_inference,
     membership_signal,
 )
-from ._suppress import MaskLayer, SuppressPrivacyClassifier
+from ._masks import MaskLayer
+from ._suppress import SuppressPrivacyClassifier
 
 __all__ = [
     "ImageInversionAttack",

@@ -1,376 +1,40 @@
 """Suppress-privacy training: magnitude masking of weights on a cubic schedule.
 
-The numerics are plain tensor functions (:func:`cubic_sparsity`,
-:func:`suppress_schedule`, :func:`magnitude_mask`); the masking runs in a private
-skorch callback added to a clone of the user's net; :class:`SuppressPrivacyClassifier`
-is the scikit-learn shell around it.
+:class:`SuppressPrivacyClassifier` is the scikit-learn shell: it validates, clones
+the user's net, appends the private masking callback (:mod:`._masker`) and trains.
+The numerics live in :mod:`._schedule` (when and how much) and :mod:`._masks`
+(which weights).
 """
 
 import numbers
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
-import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
-from skorch.callbacks import Callback
 
 from ..models._skorch import default_net, fit_net, is_skorch_net, size_net
-from ..utils._differentiable import TorchModel, as_torch_model
-from ..utils._torch import make_generator, resolve_device, torch_seed
+from ..models._victim import needs_fit
+from ..utils._differentiable import as_torch_model
+from ..utils._torch import resolve_device
+from ._masker import _SuppressMasker
+from ._masks import check_mask_layers
 
 FLOAT_DTYPES = [np.float64, np.float32]
-
-# MindArmour: noise is added to kept weights larger than this share of the layer's
-# largest magnitude, the resulting bound clipped to [NOISE_FLOOR, NOISE_CEIL].
-NOISE_SHARE, NOISE_FLOOR, NOISE_CEIL = 0.75, 0.1, 0.5
-
-
-@dataclass(frozen=True)
-class MaskLayer:
-    """Which parameter to suppress and how (MindArmour's ``MaskLayerDes``).
-
-    Parameters
-    ----------
-    name : str
-        A parameter name as in ``module.named_parameters()`` (``"fc1.weight"``), or
-        a layer name (``"fc1"``), which means that layer's ``weight``.
-    min_kept : int, default=0
-        Minimum number of weights never suppressed in this parameter.
-    lower_clip : float or None, default=None
-        If set, kept weights whose magnitude is below it are pushed to
-        ``+-lower_clip`` at each suppress operation (MindArmour uses 0.005).
-    upper_bound : float or None, default=None
-        If set, kept weights are clipped to ``[-upper_bound, upper_bound]`` at each
-        suppress operation (MindArmour's default is 1.2).
-    noise : float or None, default=None
-        If set, uniform noise in ``[-noise, noise]`` is added at each suppress
-        operation to the kept weights larger than ``0.75 * max|w|`` (that bound
-        clipped to [0.1, 0.5]); MindArmour uses 0.01.
-
-    References
-    ----------
-    MindArmour, ``mindarmour.privacy.sup_privacy.MaskLayerDes``, Huawei, 2021.
-
-    Examples
-    --------
-    >>> from skrobust.privacy import MaskLayer
-    >>> MaskLayer("conv2.weight", min_kept=150, lower_clip=0.005)
-    MaskLayer(name='conv2.weight', min_kept=150, lower_clip=0.005, upper_bound=None, noise=None)
-    """
-
-    name: str
-    min_kept: int = 0
-    lower_clip: float | None = None
-    upper_bound: float | None = None
-    noise: float | None = None
-
-
-def _as_mask_layer(spec, index):
-    if isinstance(spec, MaskLayer):
-        layer = spec
-    elif isinstance(spec, str):
-        layer = MaskLayer(spec)
-    elif isinstance(spec, dict):
-        try:
-            layer = MaskLayer(**spec)
-        except TypeError as exc:
-            raise ValueError(
-                f"mask_layers[{index}]={spec!r} is not a valid layer description ({exc}); "
-                "use keys name, min_kept, lower_clip, upper_bound and noise."
-            ) from None
-    else:
-        raise TypeError(
-            f"mask_layers[{index}] is a {type(spec).__name__}; use a MaskLayer, a dict "
-            "of MaskLayer fields or a parameter name."
-        )
-    if not isinstance(layer.name, str) or not layer.name:
-        raise ValueError(f"mask_layers[{index}] has name={layer.name!r}; use a parameter name.")
-    if (not isinstance(layer.min_kept, numbers.Integral) or isinstance(layer.min_kept, bool)
-            or layer.min_kept < 0):
-        raise ValueError(
-            f"mask_layers[{index}] ({layer.name!r}) has min_kept={layer.min_kept!r}; "
-            "use an integer >= 0."
-        )
-    for field in ("lower_clip", "upper_bound", "noise"):
-        value = getattr(layer, field)
-        if value is not None and (not isinstance(value, numbers.Real) or isinstance(value, bool)
-                                  or not np.isfinite(value) or value <= 0):
-            raise ValueError(
-                f"mask_layers[{index}] ({layer.name!r}) has {field}={value!r}; use a "
-                "positive float or None."
-            )
-    if (layer.lower_clip is not None and layer.upper_bound is not None
-            and layer.lower_clip > layer.upper_bound):
-        raise ValueError(
-            f"mask_layers[{index}] ({layer.name!r}) has lower_clip={layer.lower_clip} > "
-            f"upper_bound={layer.upper_bound}."
-        )
-    return layer
-
-
-def check_mask_layers(mask_layers):
-    """Validate ``mask_layers`` into a tuple of :class:`MaskLayer` (None stays None)."""
-    if mask_layers is None:
-        return None
-    if isinstance(mask_layers, (str, dict, MaskLayer)):
-        mask_layers = [mask_layers]
-    layers = tuple(_as_mask_layer(spec, i) for i, spec in enumerate(mask_layers))
-    if not layers:
-        raise ValueError(
-            "mask_layers is empty: no weight would be suppressed. Give at least one "
-            "parameter name, or mask_layers=None to mask every weight matrix/kernel."
-        )
-    names = [layer.name for layer in layers]
-    duplicated = sorted({name for name in names if names.count(name) > 1})
-    if duplicated:
-        raise ValueError(f"mask_layers names {duplicated} more than once; name each once.")
-    return layers
-
-
-def resolve_mask_layers(module, layers):
-    """Map :class:`MaskLayer` descriptions to ``{parameter name: MaskLayer}`` of ``module``.
-
-    ``layers=None`` selects every parameter with 2 or more dimensions (weight
-    matrices and convolution kernels, not biases).
-    """
-    params = dict(module.named_parameters())
-    if layers is None:
-        resolved = {name: MaskLayer(name) for name, p in params.items() if p.dim() >= 2}
-        if not resolved:
-            raise ValueError(
-                "the module has no weight matrix or kernel to mask; give mask_layers."
-            )
-        return resolved
-    resolved = {}
-    for layer in layers:
-        name = layer.name if layer.name in params else f"{layer.name}.weight"
-        if name not in params:
-            raise ValueError(
-                f"mask_layers names {layer.name!r}, which is neither a parameter nor a "
-                f"layer with a weight of the module; its parameters are {list(params)}."
-            )
-        if name in resolved:
-            raise ValueError(f"mask_layers names the parameter {name!r} twice.")
-        resolved[name] = layer
-    return resolved
-
-
-def cubic_sparsity(t, sparse_start, sparse_end):
-    """MindArmour's cubic ramp: ``sparse_end + (sparse_start - sparse_end) * (1 - t)**3``.
-
-    Parameters
-    ----------
-    t : float or ndarray
-        Progress in [0, 1] between the first and the last suppress operation.
-    sparse_start, sparse_end : float
-        Sparsity at ``t=0`` and at ``t=1``.
-
-    Returns
-    -------
-    float or ndarray
-        Target fraction of suppressed weights.
-
-    Examples
-    --------
-    >>> from skrobust.privacy._suppress import cubic_sparsity
-    >>> round(float(cubic_sparsity(0.5, 0.0, 0.8)), 6)
-    0.7
-    """
-    t = np.clip(t, 0.0, 1.0)
-    return sparse_end + (sparse_start - sparse_end) * (1.0 - t) ** 3
-
-
-def suppress_schedule(batches_per_epoch, start_epoch, end_epoch, mask_times,
-                      sparse_start, sparse_end):
-    """When the suppress operations run and the sparsity each one targets.
-
-    The window holds every batch of epochs ``start_epoch`` to ``end_epoch`` (1-based,
-    inclusive). ``min(mask_times, n_window_batches)`` operations are spread evenly
-    over it, the first on its first batch and the last on its last batch; the k-th
-    of n targets ``cubic_sparsity(k / (n - 1))`` (a single one targets ``sparse_end``).
-
-    Returns
-    -------
-    steps : ndarray of int
-        Global 0-based batch index after whose optimiser step each operation runs.
-    targets : ndarray of float
-        Target sparsity of each operation.
-    """
-    first = (start_epoch - 1) * batches_per_epoch
-    n_window = (end_epoch - start_epoch + 1) * batches_per_epoch
-    n_ops = int(min(mask_times, n_window))
-    if n_ops == 1:
-        return np.array([first + n_window - 1]), np.array([float(sparse_end)])
-    offsets = np.round(np.linspace(0, n_window - 1, n_ops)).astype(np.int64)
-    targets = cubic_sparsity(np.arange(n_ops) / (n_ops - 1), sparse_start, sparse_end)
-    return first + offsets, targets
-
-
-def magnitude_mask(weight, sparsity, *, min_kept=0, previous=None):
-    """Boolean mask (True = kept) suppressing the smallest-magnitude weights.
-
-    ``floor(sparsity * n)`` weights are suppressed, at most ``n - min_kept``, at
-    least those already suppressed in ``previous`` (masks only grow).
-
-    Examples
-    --------
-    >>> import torch
-    >>> from skrobust.privacy._suppress import magnitude_mask
-    >>> magnitude_mask(torch.tensor([0.3, -0.1, 0.2, 0.05]), 0.5).tolist()
-    [True, False, True, False]
-    """
-    n = weight.numel()
-    n_suppressed = min(int(np.floor(sparsity * n + 1e-9)), max(n - min_kept, 0))
-    score = weight.detach().abs().flatten().clone()
-    if previous is not None:
-        n_suppressed = max(n_suppressed, int((~previous).sum()))
-        score[~previous.flatten()] = -1.0  # already suppressed: always first
-    keep = torch.ones(n, dtype=torch.bool, device=weight.device)
-    if n_suppressed > 0:
-        # k-th smallest magnitude (much cheaper than a sort); ties at it go by index
-        threshold = torch.kthvalue(score, n_suppressed).values
-        below = score < threshold
-        ties = torch.nonzero(score == threshold).flatten()
-        keep[below] = False
-        keep[ties[:n_suppressed - int(below.sum())]] = False
-    return keep.reshape(weight.shape)
-
-
-class _SuppressMasker(Callback):
-    """skorch callback that suppresses weights on the cubic schedule (private).
-
-    Gradients of suppressed weights are zeroed before each optimiser step and the
-    mask is re-applied after it, so momentum or weight decay cannot revive them.
-    """
-
-    def __init__(self, start_epoch=3, end_epoch=10, mask_times=1000, sparse_start=0.0,
-                 sparse_end=0.95, mask_layers=None, seed=0, verbose=0):
-        self.start_epoch = start_epoch
-        self.end_epoch = end_epoch
-        self.mask_times = mask_times
-        self.sparse_start = sparse_start
-        self.sparse_end = sparse_end
-        self.mask_layers = mask_layers
-        self.seed = seed
-        self.verbose = verbose
-
-    def initialize(self):
-        self.masks_ = {}
-        self.factors_ = {}
-        self.records_ = []
-        self.steps_ = None
-        self.batch_ = 0
-        self.epoch_ = 0
-        self.generator_ = None
-        return self
-
-    def on_train_begin(self, net, X=None, y=None, **kwargs):
-        # state is reset by initialize() (net.initialize, called by fit); partial_fit
-        # continues the schedule and keeps the masks
-        self.layers_ = resolve_mask_layers(net.module_, check_mask_layers(self.mask_layers))
-        self.params_ = {name: p for name, p in net.module_.named_parameters()
-                        if name in self.layers_}
-        if getattr(self, "generator_", None) is None:
-            device = next(iter(self.params_.values())).device
-            self.generator_ = make_generator(self.seed, device)
-
-    def on_epoch_begin(self, net, dataset_train=None, **kwargs):
-        self.epoch_ += 1
-        if self.steps_ is None:
-            self.batches_per_epoch_ = max(len(net.get_iterator(dataset_train, training=True)), 1)
-            self.steps_, self.targets_ = suppress_schedule(
-                self.batches_per_epoch_, self.start_epoch, self.end_epoch,
-                self.mask_times, self.sparse_start, self.sparse_end)
-            self.next_op_ = 0
-
-    def on_grad_computed(self, net, named_parameters, training=None, **kwargs):
-        pairs = [(self.params_[name].grad, factor) for name, factor in self.factors_.items()
-                 if self.params_[name].grad is not None]
-        if pairs:
-            torch._foreach_mul_(*map(list, zip(*pairs)))
-
-    def on_batch_end(self, net, batch=None, training=None, **kwargs):
-        if not training:
-            return
-        with torch.no_grad():
-            if self.factors_:
-                torch._foreach_mul_([self.params_[name] for name in self.factors_],
-                                    list(self.factors_.values()))
-            while self.next_op_ < len(self.steps_) and self.steps_[self.next_op_] <= self.batch_:
-                self._suppress(net, float(self.targets_[self.next_op_]))
-                self.next_op_ += 1
-        self.batch_ += 1
-
-    def on_epoch_end(self, net, **kwargs):
-        if self.verbose and self.start_epoch <= self.epoch_ <= self.end_epoch:
-            print(f"suppress-privacy: epoch {self.epoch_}, sparsity "
-                  f"{self.sparsity()[1]:.4f}")
-
-    def _suppress(self, net, target):
-        for name, param in self.params_.items():
-            layer = self.layers_[name]
-            keep = magnitude_mask(param, target, min_kept=layer.min_kept,
-                                  previous=self.masks_.get(name))
-            self.masks_[name] = keep
-            self.factors_[name] = keep.to(param.dtype)  # 0/1 multipliers
-            self._adjust_kept(param, keep, layer)
-            param.mul_(keep)
-            self._clear_optimizer_state(net, param, keep)
-        _, overall = self.sparsity()
-        self.records_.append((self.epoch_, self.batch_, target, overall))
-
-    def _adjust_kept(self, param, keep, layer):
-        """MindArmour's one-off changes of the kept weights at a suppress operation."""
-        w = param.data
-        if layer.lower_clip is not None:
-            small = keep & (w.abs() < layer.lower_clip)
-            floor = torch.where(w >= 0, layer.lower_clip, -layer.lower_clip).to(w.dtype)
-            w.copy_(torch.where(small, floor, w))
-        if layer.upper_bound is not None:
-            w.clamp_(-layer.upper_bound, layer.upper_bound)
-        if layer.noise is not None and keep.any():
-            largest = float(w.abs().max())  # suppressed weights are 0: the kept maximum
-            bound = min(NOISE_CEIL, max(NOISE_FLOOR, NOISE_SHARE * largest))
-            large = keep & (w.abs() > bound)
-            noise = torch.rand(w.shape, generator=self.generator_, device=w.device,
-                               dtype=w.dtype) * (2 * layer.noise) - layer.noise
-            w.add_(noise * large)
-
-    @staticmethod
-    def _clear_optimizer_state(net, param, keep):
-        """Zero the optimiser state (momentum, Adam moments) of suppressed weights."""
-        for name in getattr(net, "_optimizers", ["optimizer"]):
-            optimizer = getattr(net, name + "_", None)
-            state = optimizer.state.get(param, {}) if optimizer is not None else {}
-            for value in state.values():
-                if torch.is_tensor(value) and value.shape == param.shape:
-                    value.mul_(keep)
-
-    def sparsity(self):
-        """Per-parameter and overall fraction of exactly-zero masked weights."""
-        per_layer, zeros, total = {}, 0, 0
-        for name, param in self.params_.items():
-            n_zero = int((param.detach() == 0).sum())
-            per_layer[name] = n_zero / param.numel()
-            zeros += n_zero
-            total += param.numel()
-        return per_layer, zeros / max(total, 1)
 
 
 def _net_prefix(estimator):
     """``set_params`` prefix of the skorch net inside ``estimator`` (meta-estimators
     are followed through their ``estimator`` parameter)."""
-    from sklearn.frozen import FrozenEstimator
-
     prefix = ""
     while not is_skorch_net(estimator):
-        if isinstance(estimator, FrozenEstimator):
+        if not needs_fit(estimator):
             raise TypeError(
-                "estimator is a FrozenEstimator, but suppress-privacy training trains the "
-                "net: pass the unfitted skorch net (or meta-estimator) instead."
+                f"estimator is a {type(estimator).__name__}, which is used as is, but "
+                "suppress-privacy training trains the net: pass the unfitted skorch net "
+                "(or meta-estimator) instead."
             )
         inner = getattr(estimator, "estimator", None)
         if inner is None:
@@ -570,8 +234,8 @@ class SuppressPrivacyClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"y has 1 class ({self.classes_[0]!r}); a classifier needs at least 2 classes."
             )
+        prefix = "" if self.estimator is None else _net_prefix(self.estimator)
         estimator = default_net() if self.estimator is None else clone(self.estimator)
-        prefix = _net_prefix(estimator)
         params = estimator.get_params()
         self._check_params(params[prefix + "max_epochs"])
         self.seed_ = check_random_state(self.random_state).randint(2**31 - 1)
@@ -587,13 +251,9 @@ class SuppressPrivacyClassifier(ClassifierMixin, BaseEstimator):
         device = {level + "device": str(resolve_device(self.device)) for level in levels
                   if level + "device" in params}
         estimator.set_params(**{prefix + "callbacks": callbacks + [masker]}, **device)
-        if prefix:
-            with torch_seed(self.seed_):
-                estimator.fit(np.asarray(X, dtype=np.float32), y_index.astype(np.int64))
-        else:
+        if not prefix:
             size_net(estimator, X.shape[1], len(self.classes_))
-            fit_net(estimator, X, y_index, self.seed_)
-        self.estimator_ = estimator
+        self.estimator_ = fit_net(estimator, X, y_index, self.seed_)
         net = _fitted_net(estimator)
         masker = next(cb for _, cb in net.callbacks_ if isinstance(cb, _SuppressMasker))
         self.masks_ = {name: keep.cpu().numpy() for name, keep in masker.masks_.items()}
@@ -639,6 +299,7 @@ class SuppressPrivacyClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[proba.argmax(axis=1)]
 
     def __skrobust_torch_model__(self):
+        """The trained module, its columns labelled by ``classes_``."""
         check_is_fitted(self)
-        model = as_torch_model(self.estimator_)
-        return TorchModel(model.module, model.device, self.classes_)
+        # the (meta-)estimator was trained on indices into classes_
+        return replace(as_torch_model(self.estimator_), classes=self.classes_)

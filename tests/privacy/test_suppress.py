@@ -14,17 +14,9 @@ from skrobust.attacks import FGSMTransformer
 from skrobust.attacks._base import attack_estimator
 from skrobust.models import MLP
 from skrobust.privacy import MaskLayer, SuppressPrivacyClassifier
-from skrobust.privacy._suppress import cubic_sparsity, magnitude_mask, suppress_schedule
+from skrobust.privacy._masks import adjust_kept, magnitude_mask
+from skrobust.privacy._schedule import cubic_sparsity, suppress_schedule
 from skrobust.utils import extract_features
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny tensors: threads only add contention on a shared CPU
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +55,97 @@ def test_cubic_ramp_and_schedule():
     assert targets[-1] == pytest.approx(0.9)
     steps, targets = suppress_schedule(5, 1, 1, 1, 0.0, 0.7)
     assert steps.tolist() == [4] and targets.tolist() == [0.7]
+
+
+def random_schedules(n=300, seed=0):
+    """Random valid schedule arguments, small and large windows, few and many operations."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        batches, start = int(rng.integers(1, 60)), int(rng.integers(1, 6))
+        end = start + int(rng.integers(0, 6))
+        mask_times = int(rng.choice([1, 2, 3, int(rng.integers(1, 400)), 1000]))
+        sparse_start = float(rng.choice([0.0, rng.uniform(0, 0.5)]))
+        yield batches, start, end, mask_times, sparse_start, float(rng.uniform(sparse_start + 0.01, 0.99))
+
+
+def test_cubic_sparsity_is_a_monotone_ramp_between_its_ends():
+    t = np.linspace(-0.5, 1.5, 201)
+    for start, end in [(0.0, 0.95), (0.1, 0.9), (0.3, 0.31)]:
+        ramp = cubic_sparsity(t, start, end)
+        assert np.all(np.diff(ramp) >= 0)
+        np.testing.assert_allclose(ramp[t <= 0], start)  # progress is clipped to [0, 1]
+        np.testing.assert_allclose(ramp[t >= 1], end)
+        inside = (t > 0) & (t < 1)
+        # cubic: most weights go early, above the straight line from start to end
+        assert np.all(ramp[inside] > start + (end - start) * t[inside])
+
+
+def test_schedule_spreads_operations_over_the_window_and_ends_at_sparse_end():
+    for batches, start, end, mask_times, s0, s1 in random_schedules():
+        steps, targets = suppress_schedule(batches, start, end, mask_times, s0, s1)
+        first, last = (start - 1) * batches, end * batches - 1
+        n_ops = min(mask_times, last - first + 1)
+        assert len(steps) == len(targets) == n_ops
+        assert np.issubdtype(steps.dtype, np.integer)
+        assert np.all(np.diff(steps) > 0) and np.all(np.diff(targets) >= 0)
+        assert steps[-1] == last and targets[-1] == pytest.approx(s1)  # the end step
+        assert np.all((steps >= first) & (steps <= last))
+        assert np.all((targets >= s0 - 1e-12) & (targets <= s1 + 1e-12))
+        if n_ops > 1:
+            assert steps[0] == first and targets[0] == pytest.approx(s0)
+            assert np.ptp(np.diff(steps)) <= 1  # evenly spread, up to rounding
+
+
+@pytest.mark.parametrize("min_kept", [0, 40])
+def test_masks_along_the_schedule_reach_the_target_at_the_end_step(min_kept):
+    # the schedule and the mask as functions, weights changing between operations
+    gen = torch.Generator().manual_seed(0)
+    for i, (batches, start, end, mask_times, s0, s1) in enumerate(random_schedules(40, 1)):
+        weight = torch.randn(7, 11, generator=gen)
+        steps, targets = suppress_schedule(batches, start, end, mask_times, s0, s1)
+        keep, suppressed = None, []
+        for target in targets:
+            keep = magnitude_mask(weight, target, min_kept=min_kept, previous=keep)
+            weight = (weight + 0.5 * torch.randn(weight.shape, generator=gen)) * keep
+            suppressed.append(int((~keep).sum()))
+            assert int((weight == 0).sum()) == suppressed[-1]
+        assert np.all(np.diff(suppressed) >= 0), i
+        assert suppressed[-1] == min(int(np.floor(s1 * weight.numel() + 1e-9)),
+                                     weight.numel() - min_kept), i
+
+
+def test_magnitude_mask_properties():
+    gen = torch.Generator().manual_seed(0)
+    weight = torch.randn(5, 4, 3, generator=gen)
+    before = weight.clone()
+    masks = [magnitude_mask(weight, s) for s in np.linspace(0, 1, 11)]
+    torch.testing.assert_close(weight, before)  # the weights are not touched
+    for s, keep in zip(np.linspace(0, 1, 11), masks):
+        assert keep.shape == weight.shape and keep.dtype == torch.bool
+        assert int((~keep).sum()) == int(np.floor(s * weight.numel() + 1e-9))
+        if 0 < s < 1:  # the smallest magnitudes go
+            assert weight.abs()[~keep].max() <= weight.abs()[keep].min()
+    for low, high in zip(masks, masks[1:]):  # nested: more sparsity, fewer kept
+        assert torch.all(high <= low)
+
+
+def test_adjust_kept():
+    gen = torch.Generator().manual_seed(0)
+    weight = torch.randn(200, generator=gen) * 0.4
+    keep = torch.rand(200, generator=gen) > 0.3
+    clip = adjust_kept(weight.clone(), keep, MaskLayer("w", lower_clip=0.05, upper_bound=0.6))
+    assert torch.all(clip[keep].abs() >= 0.05) and torch.all(clip.abs() <= 0.6)
+    torch.testing.assert_close(clip[~keep], weight[~keep].clamp(-0.6, 0.6))
+    assert torch.all(torch.sign(clip[keep]) == torch.where(weight[keep] >= 0, 1.0, -1.0))
+    torch.testing.assert_close(adjust_kept(weight.clone(), keep, MaskLayer("w")), weight)
+    layer = MaskLayer("w", noise=0.01)
+    a = adjust_kept(weight.clone(), keep, layer, generator=torch.Generator().manual_seed(1))
+    b = adjust_kept(weight.clone(), keep, layer, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a, b)
+    bound = min(0.5, max(0.1, 0.75 * float(weight[keep].abs().max())))
+    large = keep & (weight.abs() > bound)
+    assert large.any() and torch.all((a - weight)[large].abs() <= 0.01)
+    assert torch.any(a[large] != weight[large]) and torch.equal(a[~large], weight[~large])
 
 
 def test_magnitude_mask():
@@ -238,5 +321,8 @@ def test_bad_estimator_and_targets(data):
         SuppressPrivacyClassifier(LogisticRegression()).fit(X, y)
     with pytest.raises(TypeError, match="suppress-privacy training trains the net"):
         SuppressPrivacyClassifier(FrozenEstimator(net())).fit(X, y)
+    # a torch module is used as is by the victim layer: refused for the same reason
+    with pytest.raises(TypeError, match="MLP, which is used as is"):
+        SuppressPrivacyClassifier(MLP(n_features=10, n_classes=3)).fit(X, y)
     with pytest.raises(ValueError, match="at least 2 classes"):
         SuppressPrivacyClassifier(net()).fit(X, np.zeros(len(X)))
