@@ -21,7 +21,7 @@ from ..models._skorch import default_net, fit_net, is_skorch_net, size_net
 from ..utils._differentiable import SUPPORTED_VICTIMS, TorchModel, as_torch_model
 from ..utils._features import extract_features, layer_names
 from ..utils._torch import resolve_device
-from ._svm_torch import OvAScores, Standardize
+from ._svm_torch import OvAScores, scaler_module
 
 FLOAT_DTYPES = [np.float64, np.float32]
 
@@ -592,7 +592,7 @@ class DNRClassifier(ClassifierMixin, BaseEstimator):
             # DNR predicts with the net in eval mode (extract_features); the torch
             # model must too, without switching the caller's module
             net = copy.deepcopy(net)
-        scalers = [Standardize(self.layer_scalers_[name]) for name in self.layers_]
+        scalers = [scaler_module(self.layer_scalers_[name]) for name in self.layers_]
         heads = [OvAScores(self.layer_clfs_[name]) for name in self.layers_]
         module = _DNRModule(net, self.layers_, scalers, heads,
                             OvAScores(self.combiner_), self.threshold_)

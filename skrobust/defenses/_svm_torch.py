@@ -7,13 +7,24 @@ model with ``coef_``/``intercept_``), the same per-class decision values as its
 ``gamma``. Support vectors shared by several classes (all binary machines are trained
 on the same rows) are stored once. Computations run in float64 by default, so the
 scores match scikit-learn's to ~1e-12 and gradients are exact up to rounding.
+
+This module registers ``OneVsRestClassifier`` into the one scikit-learn -> torch
+converter (:func:`skrobust.utils.register_sklearn_converter`) when
+:mod:`skrobust.defenses` is imported, so :func:`~skrobust.utils.sklearn_to_torch` and
+:func:`~skrobust.utils.as_torch_model` take such classifiers (alone or ending a
+pipeline) and DNR builds its torch model from the same re-expression.
 """
 
 import numbers
 
 import numpy as np
 import torch
+from sklearn.linear_model._base import LinearClassifierMixin
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.svm import SVC
 from torch import nn
+
+from ..utils._sklearn_torch import register_sklearn_converter, sklearn_to_torch
 
 
 def _gamma(svc):
@@ -71,13 +82,19 @@ class OvAScores(nn.Module):
         Its ``estimators_`` are the binary machines, one per class (one for 2 classes).
     dtype : torch.dtype, default=torch.float64
         Dtype of the stored parameters and of the computation.
+    binary_columns : {1, 2}, default=2
+        Columns for two classes: ``(-s, s)`` (DNR's per-class layout) or ``s``
+        alone, the logit-of-``classes_[1]`` layout of
+        :func:`~skrobust.utils.sklearn_to_torch`.
     """
 
-    def __init__(self, ovr, dtype=torch.float64):
+    def __init__(self, ovr, dtype=torch.float64, *, binary_columns=2):
         super().__init__()
+        if binary_columns not in (1, 2):
+            raise ValueError(f"binary_columns={binary_columns!r} must be 1 or 2.")
         estimators = list(ovr.estimators_)
         n_out = len(estimators)
-        self.binary = len(ovr.classes_) == 2 and n_out == 1
+        self.binary = len(ovr.classes_) == 2 and n_out == 1 and binary_columns == 2
         parts = [_binary_parts(est) for est in estimators]
         n_features = None
         groups = {}
@@ -133,6 +150,14 @@ class OvAScores(nn.Module):
         return sum(len(getattr(self, f"sv{i}")) for i in range(len(self.gammas)))
 
 
+def scaler_module(scaler, dtype=torch.float64):
+    """A fitted ``StandardScaler`` in torch through the one converter (None: identity).
+
+    Expects inputs in ``dtype``.
+    """
+    return nn.Identity() if scaler is None else sklearn_to_torch(scaler, dtype=dtype)
+
+
 class Standardize(nn.Module):
     """``(x - mean) / scale`` of a fitted StandardScaler (identity when None)."""
 
@@ -149,3 +174,26 @@ class Standardize(nn.Module):
         if not self.active:
             return x
         return (x.to(self.mean.dtype) - self.mean) / self.scale
+
+
+def _check_ova(ovr):
+    """Why an (unfitted or fitted) OneVsRestClassifier has no torch form, or None."""
+    base = ovr.estimator
+    if isinstance(base, SVC):
+        if base.kernel not in ("rbf", "linear"):
+            return (f"has SVC(kernel={base.kernel!r}) machines; one-vs-rest SVCs are "
+                    "differentiable with kernel='rbf' or kernel='linear'")
+        return None
+    if isinstance(base, LinearClassifierMixin):
+        return None
+    return (f"has {type(base).__name__} machines; one-vs-rest classifiers are "
+            "differentiable with SVC(kernel='rbf'), SVC(kernel='linear') or a linear model")
+
+
+def _ova_module(ovr, dtype):
+    return OvAScores(ovr, dtype, binary_columns=1)
+
+
+register_sklearn_converter(
+    OneVsRestClassifier, _ova_module, check=_check_ova,
+    description="OneVsRestClassifier of RBF or linear SVCs or linear models")

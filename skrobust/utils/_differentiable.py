@@ -13,12 +13,15 @@ labels outside its classes (:meth:`TorchModel.encode`), inputs of the wrong widt
 which every victim computes (:func:`check_float32_range`).
 """
 
+import functools
 import weakref
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
+from skorch import NeuralNet
 
 from ._torch import eval_mode, module_device
 
@@ -214,8 +217,6 @@ class TorchModel:
 
 def unfrozen(estimator):
     """The estimator inside (possibly nested) ``FrozenEstimator`` wrappers."""
-    from sklearn.frozen import FrozenEstimator
-
     while isinstance(estimator, FrozenEstimator):
         estimator = estimator.estimator
     return estimator
@@ -246,22 +247,67 @@ def victim_input(estimator, X):
     skorch does not convert dtypes, so a skorch net (frozen or not) gets float32;
     every other victim gets ``X`` unchanged.
     """
-    try:
-        from skorch import NeuralNet
-    except ImportError:  # pragma: no cover - skorch is a dependency
-        return X
     if isinstance(unfrozen(estimator), NeuralNet):
         return np.asarray(X, dtype=np.float32)
     return X
 
 
+HOOK = "__skrobust_torch_model__"
+
+
+@functools.singledispatch
+def _torch_model_of(estimator):
+    """Fallback of :func:`as_torch_model` for a type nothing is registered for."""
+    raise TypeError(
+        f"Cannot attack a {type(estimator).__name__} with gradients: the victim must be "
+        f"{SUPPORTED_VICTIMS}."
+    )
+
+
+@_torch_model_of.register(FrozenEstimator)
+def _(estimator):
+    return as_torch_model(estimator.estimator)
+
+
+@_torch_model_of.register(torch.nn.Module)
+def _(estimator):
+    return TorchModel(estimator, module_device(estimator))
+
+
+@_torch_model_of.register(NeuralNet)
+def _(estimator):
+    if not getattr(estimator, "initialized_", False):
+        raise NotFittedError(
+            f"The victim {type(estimator).__name__} is not fitted: fit it first, or "
+            "pass it unfitted without FrozenEstimator so that fit trains a clone."
+        )
+    module = estimator.module_
+    return TorchModel(module, module_device(module))
+
+
 def as_torch_model(estimator):
     """Return the :class:`TorchModel` of a victim, or raise a clear error.
+
+    This is the one place where skrobust turns a victim into something it can
+    differentiate; every attack, metric, detector and evaluation asks it. A victim
+    gets there by one of two routes:
+
+    * the **hook**: an object with a method ``__skrobust_torch_model__()`` returning a
+      :class:`TorchModel` is asked first (skrobust's own estimators implement it,
+      and so can yours: it is the protocol for a type you own);
+    * the **registry**: for a type you do not own, register a function with
+      ``as_torch_model.register(cls)`` (:func:`functools.singledispatch`; the most
+      specific class in the victim type's MRO wins). skrobust registers
+      ``FrozenEstimator`` (unwrapped), ``torch.nn.Module``, skorch ``NeuralNet``
+      (must be fitted) and scikit-learn ``BaseEstimator`` (re-expressed by
+      :func:`sklearn_to_torch`).
 
     Parameters
     ----------
     estimator : object
-        The victim (see module docstring for what is supported).
+        The victim: a fitted skorch net, a torch module returning logits, a
+        scikit-learn pipeline or classifier of differentiable steps, an object with
+        the hook or of a registered type, each optionally in ``FrozenEstimator``.
 
     Returns
     -------
@@ -270,44 +316,54 @@ def as_torch_model(estimator):
     Raises
     ------
     TypeError
-        If the victim is not differentiable through this protocol.
+        If the victim is not differentiable through this protocol, or its hook
+        returns something other than a :class:`TorchModel`.
     sklearn.exceptions.NotFittedError
         If the victim is a skorch net that has not been initialised/fitted.
+
+    See Also
+    --------
+    sklearn_to_torch : The re-expression of scikit-learn estimators in torch.
+
+    Examples
+    --------
+    A type you own implements the hook:
+
+    >>> import numpy as np, torch
+    >>> from skrobust.utils import TorchModel, as_torch_model
+    >>> class Scorer:
+    ...     def __init__(self):
+    ...         self.module_ = torch.nn.Linear(4, 2)
+    ...         self.classes_ = np.array(["cat", "dog"])
+    ...     def __skrobust_torch_model__(self):
+    ...         return TorchModel(self.module_, torch.device("cpu"), self.classes_)
+    >>> as_torch_model(Scorer()).encode(["dog", "cat"]).tolist()
+    [1, 0]
+
+    A type you do not own is registered:
+
+    >>> class ThirdPartyModel:  # e.g. a model class from another library
+    ...     def __init__(self, net):
+    ...         self.net = net
+    >>> @as_torch_model.register(ThirdPartyModel)
+    ... def _(estimator):
+    ...     return TorchModel(estimator.net, torch.device("cpu"))
+    >>> model = as_torch_model(ThirdPartyModel(torch.nn.Linear(4, 3)))
+    >>> model.n_classes(4)
+    3
     """
-    from sklearn.frozen import FrozenEstimator
+    hook = getattr(estimator, HOOK, None)
+    if hook is None:
+        return _torch_model_of(estimator)
+    model = hook()
+    if not isinstance(model, TorchModel):
+        raise TypeError(
+            f"{type(estimator).__name__}.{HOOK}() returned a {type(model).__name__}, not "
+            "a skrobust.utils.TorchModel: return TorchModel(module, device, classes)."
+        )
+    return model
 
-    if isinstance(estimator, FrozenEstimator):
-        return as_torch_model(estimator.estimator)
-    if hasattr(estimator, "__skrobust_torch_model__"):
-        return estimator.__skrobust_torch_model__()
-    if isinstance(estimator, torch.nn.Module):
-        return TorchModel(estimator, module_device(estimator))
-    try:
-        from skorch import NeuralNet
-    except ImportError:  # pragma: no cover - skorch is a dependency
-        NeuralNet = ()
-    if isinstance(estimator, NeuralNet):
-        if not getattr(estimator, "initialized_", False):
-            raise NotFittedError(
-                f"The victim {type(estimator).__name__} is not fitted: fit it first, or "
-                "pass it unfitted without FrozenEstimator so that fit trains a clone."
-            )
-        module = estimator.module_
-        return TorchModel(module, module_device(module))
-    from sklearn.base import BaseEstimator
 
-    if isinstance(estimator, BaseEstimator):
-        from ._sklearn_torch import check_convertible, sklearn_classes, sklearn_to_torch
-
-        try:
-            check_convertible(estimator)
-        except TypeError as exc:
-            raise TypeError(
-                f"Cannot attack a {type(estimator).__name__} with gradients: {exc}"
-            ) from None
-        module = sklearn_to_torch(estimator)
-        return TorchModel(module, torch.device("cpu"), sklearn_classes(estimator))
-    raise TypeError(
-        f"Cannot attack a {type(estimator).__name__} with gradients: the victim must be "
-        f"{SUPPORTED_VICTIMS}."
-    )
+as_torch_model.register = _torch_model_of.register
+as_torch_model.registry = _torch_model_of.registry
+as_torch_model.dispatch = _torch_model_of.dispatch

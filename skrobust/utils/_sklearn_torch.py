@@ -9,11 +9,13 @@ attackable with gradients through :func:`skrobust.utils.as_torch_model`.
 """
 
 import copy
+import functools
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.base import is_classifier
+from sklearn.base import BaseEstimator, is_classifier
 from sklearn.decomposition import PCA
 from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.neural_network import MLPClassifier
@@ -23,19 +25,12 @@ from sklearn.svm import SVC, NuSVC
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from ._differentiable import TorchModel, as_torch_model
 from ._torch import is_skorch_net
 
-TRANSFORMERS = (StandardScaler, MinMaxScaler, MaxAbsScaler, PCA)
-CLASSIFIERS = (LinearClassifierMixin, SVC, NuSVC, MLPClassifier)
 SVC_KERNELS = ("linear", "rbf", "poly", "sigmoid")
 MLP_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "logistic": nn.Sigmoid,
                    "identity": nn.Identity}
-SUPPORTED = (
-    "StandardScaler, MinMaxScaler, MaxAbsScaler and PCA steps, ending in a "
-    "LogisticRegression, LinearSVC, SGDClassifier (or another linear classifier), "
-    "SVC/NuSVC with a linear, rbf, poly or sigmoid kernel, an MLPClassifier, a skorch "
-    "classifier or a skrobust estimator"
-)
 BLACK_BOX_HINT = (
     "attack it with the black-box skrobust.attacks.SquareAttackTransformer, which "
     "needs only predict_proba"
@@ -146,11 +141,116 @@ class _KernelSVC(nn.Module):
         return votes + confidence / (3 * (confidence.abs() + 1))
 
 
+@dataclass(frozen=True)
+class _Converter:
+    convert: object  # (fitted estimator, dtype) -> torch.nn.Module
+    kind: str  # "transformer" or "classifier"
+    check: object  # (estimator) -> None, or the reason it cannot be converted
+    description: str
+
+
+# estimator class -> _Converter; looked up along the estimator type's MRO
+_CONVERTERS = {}
+
+
+def register_sklearn_converter(cls, convert=None, *, kind="classifier", check=None,
+                               description=None):
+    """Register how :func:`sklearn_to_torch` re-expresses a fitted ``cls`` in torch.
+
+    The converter serves ``cls`` and its subclasses (the most specific registered
+    class in the estimator type's MRO wins), alone or as a step of a ``Pipeline``,
+    so :func:`as_torch_model` and every gradient attack accept it. skrobust itself
+    registers the scalers, PCA, linear models, SVCs and MLPs this way, and
+    :class:`~skrobust.defenses.DNRClassifier`'s module registers
+    ``OneVsRestClassifier``.
+
+    Parameters
+    ----------
+    cls : type
+        The estimator class.
+    convert : callable, default=None
+        ``convert(estimator, dtype) -> torch.nn.Module`` for a fitted ``estimator``.
+        The module computes from ``dtype`` inputs what the estimator does: a
+        transformer its ``transform``; a classifier its class scores, one column per
+        class of ``classes_``, or a single column (the logit of ``classes_[1]``) for
+        two classes. None returns a decorator.
+    kind : {"classifier", "transformer"}, default="classifier"
+        A classifier may only end a pipeline; a transformer may not.
+    check : callable, default=None
+        ``check(estimator) -> str or None``, for a fitted or unfitted estimator: why
+        this instance cannot be converted (a kernel without a torch form), or None.
+        Raising ``TypeError`` in ``convert`` is the place for reasons that need the
+        fitted state.
+    description : str, default=None
+        How error messages name what is supported; ``cls.__name__`` by default.
+
+    Returns
+    -------
+    convert : callable
+        ``convert`` itself (or the decorator).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from sklearn.base import BaseEstimator, TransformerMixin
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from skrobust.utils import as_torch_model, register_sklearn_converter
+    >>> class Center(TransformerMixin, BaseEstimator):  # a custom preprocessing step
+    ...     def fit(self, X, y=None):
+    ...         self.mean_ = X.mean(axis=0)
+    ...         return self
+    ...     def transform(self, X):
+    ...         return X - self.mean_
+    >>> class TorchCenter(torch.nn.Module):  # the same computation in torch
+    ...     def __init__(self, mean, dtype):
+    ...         super().__init__()
+    ...         self.register_buffer("mean", torch.as_tensor(mean, dtype=dtype))
+    ...     def forward(self, x):
+    ...         return x - self.mean
+    >>> @register_sklearn_converter(Center, kind="transformer")
+    ... def _(estimator, dtype):
+    ...     return TorchCenter(estimator.mean_, dtype)
+    >>> X, y = np.random.RandomState(0).rand(20, 3), np.arange(20) % 2
+    >>> pipe = make_pipeline(Center(), LogisticRegression()).fit(X, y)
+    >>> scores = as_torch_model(pipe).module(torch.as_tensor(X, dtype=torch.float32))
+    >>> bool(np.allclose(scores[:, 0].detach().numpy(), pipe.decision_function(X),
+    ...                  atol=1e-5))
+    True
+    """
+    if kind not in ("classifier", "transformer"):
+        raise ValueError(f'kind={kind!r} must be "classifier" or "transformer".')
+    if not isinstance(cls, type):
+        raise TypeError(f"cls={cls!r} must be a class.")
+    if convert is None:
+        return functools.partial(register_sklearn_converter, cls, kind=kind, check=check,
+                                 description=description)
+    _CONVERTERS[cls] = _Converter(convert, kind, check, description or cls.__name__)
+    return convert
+
+
+def _converter_for(estimator):
+    for klass in type(estimator).__mro__:
+        if klass in _CONVERTERS:
+            return _CONVERTERS[klass]
+    return None
+
+
+def supported_description():
+    """What the converter supports, for error messages (follows the registry)."""
+    def names(kind):
+        return ", ".join(dict.fromkeys(c.description for c in _CONVERTERS.values()
+                                       if c.kind == kind))
+
+    return (f"{names('transformer')} steps, ending in a {names('classifier')}, a skorch "
+            "classifier or a skrobust estimator")
+
+
 def _step_error(name, estimator, why):
     where = f"step {name!r} ({type(estimator).__name__})" if name else type(estimator).__name__
     return TypeError(
-        f"{where} {why}: skrobust differentiates only {SUPPORTED}. Replace the step, "
-        f"or {BLACK_BOX_HINT}."
+        f"{where} {why}: skrobust differentiates only {supported_description()}. Replace "
+        f"the step, or {BLACK_BOX_HINT}."
     )
 
 
@@ -173,24 +273,17 @@ def check_convertible(estimator, name=None, *, final=True):
                 continue
             check_convertible(step, step_name, final=final if last else False)
         return
-    if isinstance(estimator, TRANSFORMERS):
-        if final is True:
-            raise _step_error(name, estimator, "is a transformer, not a classifier")
-        return
-    if _is_torch_classifier(estimator):
-        if final is False:
-            raise _step_error(name, estimator, "is a classifier in the middle of a pipeline")
-        return
-    if isinstance(estimator, CLASSIFIERS) and is_classifier(estimator):
-        if final is False:
-            raise _step_error(name, estimator, "is a classifier in the middle of a pipeline")
-        if isinstance(estimator, (SVC, NuSVC)) and estimator.kernel not in SVC_KERNELS:
-            raise _step_error(name, estimator, f"has kernel={estimator.kernel!r}, which "
-                              f"is not one of {SVC_KERNELS}")
-        if isinstance(estimator, MLPClassifier) and estimator.activation not in MLP_ACTIVATIONS:
-            raise _step_error(name, estimator, f"has activation={estimator.activation!r}")
-        return
-    raise _step_error(name, estimator, "is not differentiable")
+    converter = None if _is_torch_classifier(estimator) else _converter_for(estimator)
+    if converter is None and not _is_torch_classifier(estimator):
+        raise _step_error(name, estimator, "is not differentiable")
+    kind = "classifier" if converter is None else converter.kind
+    if kind == "transformer" and final is True:
+        raise _step_error(name, estimator, "is a transformer, not a classifier")
+    if kind == "classifier" and final is False:
+        raise _step_error(name, estimator, "is a classifier in the middle of a pipeline")
+    why = None if converter is None or converter.check is None else converter.check(estimator)
+    if why:
+        raise _step_error(name, estimator, why)
 
 
 def _is_torch_classifier(estimator):
@@ -216,43 +309,102 @@ def _convert(estimator, name, dtype):
         ]
         return nn.Sequential(OrderedDict(layers))
     if _is_torch_classifier(estimator):
-        from ._differentiable import as_torch_model
-
         module = as_torch_model(estimator).module
         return module if dtype == torch.float32 else copy.deepcopy(module).to(dtype)
     check_is_fitted(estimator)
-    if isinstance(estimator, StandardScaler):
-        return _Elementwise(center=estimator.mean_ if estimator.with_mean else None,
-                            scale=estimator.scale_, dtype=dtype)
-    if isinstance(estimator, MaxAbsScaler):
-        return _Elementwise(scale=estimator.scale_, dtype=dtype)
-    if isinstance(estimator, MinMaxScaler):
-        clamp = estimator.feature_range if estimator.clip else None
-        return _Elementwise(mul=estimator.scale_, add=estimator.min_, clamp=clamp,
-                            dtype=dtype)
-    if isinstance(estimator, PCA):
-        weight = estimator.components_
-        if estimator.whiten:
-            weight = weight / np.sqrt(estimator.explained_variance_)[:, None]
-        return _Affine(weight, center=estimator.mean_, dtype=dtype)
-    if isinstance(estimator, (SVC, NuSVC)):
-        if getattr(estimator, "_sparse", False):
-            raise _step_error(name, estimator, "was fitted on sparse data")
-        return _KernelSVC(estimator, dtype=dtype)
-    if isinstance(estimator, MLPClassifier):
-        if getattr(estimator._label_binarizer, "y_type_", None) == "multilabel-indicator":
-            raise _step_error(name, estimator, "is a multilabel classifier")
-        act = MLP_ACTIVATIONS[estimator.activation]
-        layers = []
-        for i, (w, b) in enumerate(zip(estimator.coefs_, estimator.intercepts_)):
-            if i:
-                layers.append(act())
-            layers.append(_Affine(w.T, b, dtype=dtype))
-        return nn.Sequential(*layers)
-    # a linear classifier: scores = X @ coef_.T + intercept_ (binary: one column)
+    try:
+        return _converter_for(estimator).convert(estimator, dtype)
+    except TypeError as exc:  # a reason that needs the fitted state: name the step
+        raise _step_error(name, estimator, str(exc)) from None
+
+
+# ---------------------------------------------------------------- built-in converters
+def _standard_scaler(estimator, dtype):
+    return _Elementwise(center=estimator.mean_ if estimator.with_mean else None,
+                        scale=estimator.scale_, dtype=dtype)
+
+
+def _max_abs_scaler(estimator, dtype):
+    return _Elementwise(scale=estimator.scale_, dtype=dtype)
+
+
+def _min_max_scaler(estimator, dtype):
+    clamp = estimator.feature_range if estimator.clip else None
+    return _Elementwise(mul=estimator.scale_, add=estimator.min_, clamp=clamp, dtype=dtype)
+
+
+def _pca(estimator, dtype):
+    weight = estimator.components_
+    if estimator.whiten:
+        weight = weight / np.sqrt(estimator.explained_variance_)[:, None]
+    return _Affine(weight, center=estimator.mean_, dtype=dtype)
+
+
+def _kernel_svc(estimator, dtype):
+    if getattr(estimator, "_sparse", False):
+        raise TypeError("was fitted on sparse data")
+    return _KernelSVC(estimator, dtype=dtype)
+
+
+def _check_svc(estimator):
+    if estimator.kernel not in SVC_KERNELS:
+        return f"has kernel={estimator.kernel!r}, which is not one of {SVC_KERNELS}"
+    return None
+
+
+def _mlp(estimator, dtype):
+    if getattr(estimator._label_binarizer, "y_type_", None) == "multilabel-indicator":
+        raise TypeError("is a multilabel classifier")
+    act = MLP_ACTIVATIONS[estimator.activation]
+    layers = []
+    for i, (w, b) in enumerate(zip(estimator.coefs_, estimator.intercepts_)):
+        if i:
+            layers.append(act())
+        layers.append(_Affine(w.T, b, dtype=dtype))
+    return nn.Sequential(*layers)
+
+
+def _check_mlp(estimator):
+    if estimator.activation not in MLP_ACTIVATIONS:
+        return f"has activation={estimator.activation!r}"
+    return None
+
+
+def _linear(estimator, dtype):
+    # scores = X @ coef_.T + intercept_ (binary: one column)
     coef = np.atleast_2d(estimator.coef_)
     intercept = np.broadcast_to(estimator.intercept_, (len(coef),))
     return _Affine(coef, intercept, dtype=dtype)
+
+
+def _check_linear(estimator):
+    return None if is_classifier(estimator) else "is not differentiable"
+
+
+for _cls, _fn in ((StandardScaler, _standard_scaler), (MinMaxScaler, _min_max_scaler),
+                  (MaxAbsScaler, _max_abs_scaler), (PCA, _pca)):
+    register_sklearn_converter(_cls, _fn, kind="transformer")
+register_sklearn_converter(
+    LinearClassifierMixin, _linear, check=_check_linear,
+    description="LogisticRegression, LinearSVC, SGDClassifier (or another linear classifier)")
+for _cls in (SVC, NuSVC):
+    register_sklearn_converter(_cls, _kernel_svc, check=_check_svc,
+                               description="SVC/NuSVC with a linear, rbf, poly or sigmoid "
+                               "kernel")
+register_sklearn_converter(MLPClassifier, _mlp, check=_check_mlp)
+
+
+@as_torch_model.register(BaseEstimator)
+def _sklearn_torch_model(estimator):
+    """scikit-learn victims: re-expressed in torch through the converter registry."""
+    try:
+        check_convertible(estimator)
+    except TypeError as exc:
+        raise TypeError(
+            f"Cannot attack a {type(estimator).__name__} with gradients: {exc}"
+        ) from None
+    return TorchModel(sklearn_to_torch(estimator), torch.device("cpu"),
+                      sklearn_classes(estimator))
 
 
 def sklearn_to_torch(estimator, *, dtype=torch.float32):
@@ -266,9 +418,13 @@ def sklearn_to_torch(estimator, *, dtype=torch.float32):
         classifier; or one of those steps; or a classifier: a linear one
         (``LogisticRegression``, ``LinearSVC``, ``SGDClassifier`` with any loss,
         ``RidgeClassifier``, ``Perceptron``...), ``SVC``/``NuSVC`` with a linear,
-        rbf, poly or sigmoid kernel, or an ``MLPClassifier``. The final step of a
-        pipeline may also be a fitted skorch classifier or a skrobust estimator (its
-        own torch module is used; on CPU, fed X in the module's dtype).
+        rbf, poly or sigmoid kernel, an ``MLPClassifier``, or a
+        ``OneVsRestClassifier`` of RBF or linear SVCs or linear models (registered
+        by :mod:`skrobust.defenses`, whose DNR re-expresses its SVMs with it); or
+        an instance of a class registered with :func:`register_sklearn_converter`.
+        The final step of a pipeline may also be a fitted skorch classifier or a
+        skrobust estimator (its own torch module is used; on CPU, fed X in the
+        module's dtype).
     dtype : torch.dtype, default=torch.float32
         Floating dtype of the module's buffers (and of the inputs it expects).
 

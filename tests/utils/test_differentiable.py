@@ -84,3 +84,57 @@ def test_encode_accepts_exactly_the_victims_column_indices(labels, n_outputs):
     else:
         with pytest.raises(ValueError, match=rf"class indices in \[0, {n_classes - 1}\]"):
             model.encode(labels, n_features=3)
+
+
+def test_registered_types_dispatch_along_the_mro():
+    class ThirdParty:  # a model type skrobust does not know
+        def __init__(self, net):
+            self.net = net
+
+    class Subclass(ThirdParty):
+        pass
+
+    with pytest.raises(TypeError, match="Cannot attack a ThirdParty with gradients"):
+        as_torch_model(ThirdParty(torch.nn.Linear(3, 2)))
+
+    @as_torch_model.register(ThirdParty)
+    def _(estimator):
+        return TorchModel(estimator.net, torch.device("cpu"), np.array([5, 9]))
+
+    net = torch.nn.Linear(3, 2)
+    for victim in (ThirdParty(net), Subclass(net), FrozenEstimator(ThirdParty(net))):
+        model = as_torch_model(victim)
+        assert model.module is net
+        np.testing.assert_array_equal(model.encode([9, 5]), [1, 0])
+    assert as_torch_model.dispatch(Subclass) is as_torch_model.registry[ThirdParty]
+
+
+def test_builtin_victim_kinds_are_registrations():
+    from sklearn.base import BaseEstimator
+    from sklearn.pipeline import Pipeline
+    from skorch import NeuralNetClassifier
+
+    registry = as_torch_model.registry
+    assert {FrozenEstimator, torch.nn.Module, BaseEstimator} <= set(registry)
+    assert as_torch_model.dispatch(Pipeline) is registry[BaseEstimator]
+    assert as_torch_model.dispatch(torch.nn.Sequential) is registry[torch.nn.Module]
+    assert as_torch_model.dispatch(NeuralNetClassifier) is not registry[object]
+
+
+def test_hook_comes_before_the_registry_and_must_return_a_torch_model():
+    inner = torch.nn.Linear(2, 2)
+
+    class HookedModule(torch.nn.Module):  # registered kind (Module) with the hook
+        def __skrobust_torch_model__(self):
+            return TorchModel(inner, torch.device("cpu"), np.array(["a", "b"]))
+
+    model = as_torch_model(HookedModule())
+    assert model.module is inner and model.classes.tolist() == ["a", "b"]
+
+    class Broken:
+        def __skrobust_torch_model__(self):
+            return inner
+
+    with pytest.raises(TypeError, match=r"Broken.__skrobust_torch_model__\(\) returned a "
+                                        r"Linear, not a skrobust.utils.TorchModel"):
+        as_torch_model(Broken())

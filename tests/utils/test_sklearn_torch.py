@@ -154,3 +154,73 @@ def test_pipeline_ending_in_a_skorch_net():
     with torch.no_grad():
         proba = torch.softmax(model.module(torch.as_tensor(X)), 1).numpy()
     np.testing.assert_allclose(proba, pipe.predict_proba(X), atol=1e-5)
+
+
+def test_converter_registry_serves_subclasses_and_new_types():
+    from sklearn.base import BaseEstimator, TransformerMixin
+
+    from skrobust.utils import register_sklearn_converter
+
+    X, y = data(3)
+
+    class MyScaler(StandardScaler):  # a subclass takes its parent's converter (MRO)
+        pass
+
+    class Square(TransformerMixin, BaseEstimator):
+        def fit(self, X, y=None):
+            self.n_features_in_ = X.shape[1]
+            return self
+
+        def transform(self, X):
+            return X**2
+
+    pipe = make_pipeline(MyScaler(), Square(), LogisticRegression(max_iter=500)).fit(X, y)
+    with pytest.raises(TypeError, match=r"step 'square' \(Square\) is not differentiable"):
+        as_torch_model(pipe)
+
+    class TorchSquare(torch.nn.Module):
+        def forward(self, x):
+            return x**2
+
+    assert register_sklearn_converter(Square, kind="transformer")(
+        lambda est, dtype: TorchSquare()) is not None
+    module = sklearn_to_torch(pipe, dtype=torch.float64)
+    np.testing.assert_allclose(module(torch.as_tensor(X)).numpy(), pipe.decision_function(X),
+                               atol=1e-8)
+    # the registered kind decides where the step may stand
+    with pytest.raises(TypeError, match="step 'square' .* is a transformer, not a classifier"):
+        as_torch_model(make_pipeline(StandardScaler(), Square()).fit(X))
+    with pytest.raises(ValueError, match='kind=.* must be "classifier" or "transformer"'):
+        register_sklearn_converter(Square, TorchSquare, kind="layer")
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+@pytest.mark.parametrize("base", [SVC(kernel="rbf", gamma=0.3), SVC(kernel="linear"),
+                                  LogisticRegression(max_iter=500)])
+def test_one_vs_rest_is_registered_by_the_defenses(base, n_classes):
+    from sklearn.multiclass import OneVsRestClassifier
+
+    import skrobust.defenses  # noqa: F401 - registers OneVsRestClassifier (DNR's SVMs)
+
+    X, y = data(n_classes)
+    pipe = make_pipeline(StandardScaler(), OneVsRestClassifier(base)).fit(X, y)
+    model = as_torch_model(FrozenEstimator(pipe))
+    np.testing.assert_array_equal(model.classes, pipe.classes_)
+    scores = sklearn_to_torch(pipe, dtype=torch.float64)(torch.as_tensor(X)).numpy()
+    np.testing.assert_allclose(scores, reference_scores(pipe, X)[0], atol=1e-8)
+
+
+def test_one_vs_rest_without_a_torch_form_says_why():
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    import skrobust.defenses  # noqa: F401
+
+    X, y = data(3)
+    with pytest.raises(TypeError, match=r"OneVsRestClassifier has SVC\(kernel='poly'\)"):
+        as_torch_model(OneVsRestClassifier(SVC(kernel="poly")).fit(X, y))
+    with pytest.raises(TypeError, match="has DecisionTreeClassifier machines.*Square"):
+        as_torch_model(OneVsRestClassifier(DecisionTreeClassifier()).fit(X, y))
+    # the messages list what the registry holds, the defenses' registration included
+    with pytest.raises(TypeError, match="OneVsRestClassifier of RBF or linear SVCs"):
+        as_torch_model(RandomForestClassifier(n_estimators=2).fit(X, y))
