@@ -16,7 +16,7 @@ from skrobust.models import MLP
 from skrobust.privacy import MaskLayer, SuppressPrivacyClassifier
 from skrobust.privacy._masks import adjust_kept, magnitude_mask
 from skrobust.privacy._schedule import cubic_sparsity, suppress_schedule
-from skrobust.utils import extract_features
+from skrobust.utils import as_torch_model, extract_features
 
 
 @pytest.fixture(scope="module")
@@ -286,6 +286,12 @@ def test_wraps_adversarial_trainer(data):
     assert clf.sparsity_ == pytest.approx(0.6, abs=0.01)
     assert set(clf.predict(X)) <= set(clf.classes_)
     assert extract_features(clf, X[:3], "fc1").shape == (3, 32)
+    # the wrapped trainer learnt indices; the torch view labels its columns with y's labels
+    model = as_torch_model(clf)
+    np.testing.assert_array_equal(model.classes, clf.classes_)
+    assert model.module is clf.estimator_.estimator_.module_
+    X_adv = attack_estimator(FGSMTransformer(eps=0.2), clf, X, y)
+    assert np.abs(X_adv - X).max() <= 0.2 + 1e-6
 
 
 @pytest.mark.parametrize("params, match", [
