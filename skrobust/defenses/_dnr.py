@@ -7,7 +7,6 @@ import numpy as np
 import torch
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import StandardScaler
@@ -17,9 +16,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from ..models._skorch import default_net, fit_net, is_skorch_net, size_net
-from ..utils._differentiable import SUPPORTED_VICTIMS, TorchModel, as_torch_model
-from ..utils._features import extract_features, layer_names
+from ..models._victim import fit_victim, needs_fit
+from ..utils._differentiable import TorchModel, as_torch_model
+from ..utils._features import LayerCapture, extract_features, get_layers, layer_names
 from ..utils._torch import resolve_device
 from ._svm_torch import OvAScores, scaler_module
 
@@ -120,20 +119,8 @@ class _DNRModule(nn.Module):
         Also a handle for adaptive attacks, which pull these representations
         towards those of a sample of another class (feature mimicry).
         """
-        modules = dict(self.net.named_modules())
-        outputs = {}
-
-        def make_hook(name):
-            def hook(_module, _inputs, output):
-                outputs[name] = output.flatten(1)
-            return hook
-
-        handles = [modules[name].register_forward_hook(make_hook(name)) for name in self.layers]
-        try:
-            self.net(x)
-        finally:
-            for handle in handles:
-                handle.remove()
+        with LayerCapture(self.net, self.layers) as capture:
+            outputs = capture(x)
         return [scaler(outputs[name].to(torch.float64))
                 for name, scaler in zip(self.layers, self.scalers)]
 
@@ -180,7 +167,10 @@ class DNRClassifier(ClassifierMixin, BaseEstimator):
         The network. A ``FrozenEstimator`` of a trained skorch net (the common case)
         or a ``torch.nn.Module`` is used as is; an unfitted skorch classifier is
         cloned and trained by ``fit`` on its own split of the data (see above). If
-        None, a small MLP from :mod:`skrobust.models` is trained that way.
+        None, a small MLP from :mod:`skrobust.models` is trained that way. Any
+        other victim the attacks take (e.g. a scikit-learn ``MLPClassifier``, which
+        skrobust re-expresses in torch) is fitted the same way, as the attack
+        transformers fit theirs.
     layers : list of str, default=None
         Names of the layers (as in ``module.named_modules()``) whose outputs feed the
         layer classifiers. None takes the last three ``nn.ReLU`` layers (fewer if
@@ -232,8 +222,9 @@ class DNRClassifier(ClassifierMixin, BaseEstimator):
 
     Attributes
     ----------
-    estimator_ : FrozenEstimator, skorch net or torch.nn.Module
-        The network (the given one when frozen, else the fitted clone).
+    estimator_ : FrozenEstimator, skorch net, torch.nn.Module or estimator
+        The network (the given one when frozen or a torch module, else the fitted
+        clone).
     layers_ : list of str
         The layers used.
     layer_scalers_ : dict of str to StandardScaler or None
@@ -349,24 +340,18 @@ class DNRClassifier(ClassifierMixin, BaseEstimator):
         resolve_device(self.device)
 
     def _check_layers(self, module):
-        valid = layer_names(module)
         if self.layers is None:
             layers = default_layers(module)
             if not layers:
                 raise ValueError(
                     f"The network has no nn.ReLU layer to default to; pass layers= with "
-                    f"names from {valid}."
+                    f"names from {layer_names(module)}."
                 )
         else:
             layers = [self.layers] if isinstance(self.layers, str) else list(self.layers)
             if not layers:
                 raise ValueError("layers is empty; give at least one layer name.")
-            unknown = [name for name in layers if name not in valid]
-            if unknown:
-                raise ValueError(
-                    f"layers contains unknown layer {unknown[0]!r}; valid layer names "
-                    f"are {valid}."
-                )
+            get_layers(module, layers)  # an unknown name: the error lists the valid ones
             if len(set(layers)) != len(layers):
                 raise ValueError(f"layers={layers!r} contains duplicates.")
         extra = set(self.layer_params or {}) - set(layers)
@@ -377,19 +362,10 @@ class DNRClassifier(ClassifierMixin, BaseEstimator):
         return layers
 
     # --------------------------------------------------------------------- fit
-    def _fit_network(self, X, y_index, rng):
-        estimator = self.estimator
-        if isinstance(estimator, (FrozenEstimator, nn.Module)):
-            return estimator, np.arange(len(X))
-        if estimator is None:
-            net = default_net()
-        elif is_skorch_net(estimator):
-            net = clone(estimator)
-        else:
-            raise TypeError(
-                f"estimator={type(estimator).__name__} is not supported: DNR needs "
-                f"{SUPPORTED_VICTIMS}, or an unfitted skorch classifier."
-            )
+    def _fit_network(self, X, y, y_index, rng):
+        """The victim (the given one, or a clone fitted on its own split) and DNR's rows."""
+        if not needs_fit(self.estimator):
+            return self.estimator, np.arange(len(X))
         try:
             net_idx, dnr_idx = train_test_split(
                 np.arange(len(X)), train_size=self.estimator_fraction, stratify=y_index,
@@ -400,9 +376,8 @@ class DNRClassifier(ClassifierMixin, BaseEstimator):
                 f"estimator_fraction={self.estimator_fraction}: {exc} Give more samples "
                 "per class, or a frozen trained network."
             ) from exc
-        net.set_params(device=str(resolve_device(self.device)))
-        size_net(net, X.shape[1], len(self.classes_))
-        fit_net(net, X[net_idx], y_index[net_idx], self.seed_)
+        net = fit_victim(self.estimator, X[net_idx], y[net_idx], y_index[net_idx],
+                         n_classes=len(self.classes_), device=self.device, seed=self.seed_)
         return net, dnr_idx
 
     def fit(self, X, y):
@@ -437,7 +412,7 @@ class DNRClassifier(ClassifierMixin, BaseEstimator):
             )
         rng = check_random_state(self.random_state)
         self.seed_ = rng.randint(2**31 - 1)
-        self.estimator_, dnr_idx = self._fit_network(X, y_index, rng)
+        self.estimator_, dnr_idx = self._fit_network(X, y, y_index, rng)
         self.layers_ = self._check_layers(as_torch_model(self.estimator_).module)
         X_dnr, y_dnr = X[dnr_idx], y_index[dnr_idx]
         counts = np.bincount(y_dnr, minlength=n_classes)

@@ -12,38 +12,13 @@ from tqdm.auto import tqdm
 from ..metrics import avg_lp_distance, avg_ssim
 from ..metrics._adversarial import proba_and_index
 from ..models._victim import fit_victim, needs_fit, victim_torch_model
-from ..utils._features import extract_features, get_layers
+from ..utils._features import LayerCapture, extract_features
 from ..utils._torch import eval_mode, make_generator, resolve_device, to_numpy, to_tensor
 from ..utils._validation import check_bound
 from ._common import predict_proba_with_classes
 
 FLOAT_DTYPES = [np.float64, np.float32]
 INIT_SCALE = 0.05  # MindArmour starts from uniform noise scaled by 0.05
-
-
-class _Stop(Exception):
-    """Raised by the feature hook to skip the layers after the inverted one."""
-
-
-def layer_output(module, layer_module, x):
-    """Output of ``layer_module`` (flattened per sample) when ``module`` runs on ``x``,
-    with gradients; the layers after it are not run."""
-    captured = {}
-
-    def hook(_module, _inputs, output):
-        captured["out"] = output.flatten(1)
-        raise _Stop
-
-    handle = layer_module.register_forward_hook(hook)
-    try:
-        module(x)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
-    if "out" not in captured:
-        raise ValueError("the inverted layer did not run in the model's forward pass.")
-    return captured["out"]
 
 
 def total_variation(images):
@@ -260,10 +235,11 @@ class ImageInversionAttack(TransformerMixin, BaseEstimator):
         else:
             self.estimator_ = self.estimator
         model = self._torch_model()
-        layer_module = get_layers(model.module, [self.layer])[0]
         probe = torch.zeros(1, X.shape[1], device=model.device)
-        with eval_mode(model.module), torch.no_grad():
-            self.n_layer_features_ = int(layer_output(model.module, layer_module, probe).shape[1])
+        # the layers after the inverted one are never needed: stop the pass there
+        with LayerCapture(model.module, self.layer, stop=True) as capture, \
+                eval_mode(model.module), torch.no_grad():
+            self.n_layer_features_ = int(capture(probe)[self.layer].shape[1])
         return self
 
     def transform(self, X):
@@ -317,7 +293,7 @@ class ImageInversionAttack(TransformerMixin, BaseEstimator):
         weights, lo, hi = self._check_params()
         model = self._torch_model()
         module, device = model.module, model.device
-        layer_module = get_layers(module, [self.layer])[0]
+        capture = LayerCapture(module, self.layer, stop=True)
         shape = self._image_shape(self.n_features_in_)
         generator = make_generator(self.seed_, device)
         low = 0.0 if lo is None else lo
@@ -330,10 +306,10 @@ class ImageInversionAttack(TransformerMixin, BaseEstimator):
                    desc=type(self).__name__, unit="it", disable=not self.verbose, leave=False)
 
         def loss_of(x, target):
-            feats = layer_output(module, layer_module, x)
+            feats = capture(x)[self.layer]
             return inversion_loss(feats, target, x.reshape(len(x), *shape), weights)
 
-        with eval_mode(module), bar:
+        with capture, eval_mode(module), bar:
             for start in range(0, len(features), self.batch_size):
                 stop = start + self.batch_size
                 target = to_tensor(features[start:stop], device)

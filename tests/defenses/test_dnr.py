@@ -9,12 +9,14 @@ from sklearn.datasets import make_classification
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV
+from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import MinMaxScaler, minmax_scale
+from sklearn.preprocessing import StandardScaler, minmax_scale
 from sklearn.svm import SVC
+from sklearn.utils import check_random_state
 
 from skrobust.attacks import PGDExpTransformer, PGDTransformer
 from skrobust.defenses import DNRClassifier
@@ -22,8 +24,8 @@ from skrobust.defenses._dnr import default_layers
 from skrobust.defenses._svm_torch import OvAScores
 from skrobust.metrics import rejection_rate, robust_accuracy_with_rejection_score
 from skrobust.models import LeNet5
-from skrobust.models._skorch import default_net, fit_net
-from skrobust.utils import as_torch_model
+from skrobust.models._skorch import default_net, fit_net, size_net
+from skrobust.utils import as_torch_model, extract_features
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +184,56 @@ def test_unfitted_network_is_trained_on_its_own_split(data):
     np.testing.assert_allclose(same.decision_function(X), dnr.decision_function(X))
 
 
+def test_unfitted_network_follows_the_documented_protocol(data):
+    # DNR(net) == DNR(frozen net trained by hand on the documented split): the first
+    # draw of random_state seeds the net and the folds, the second the stratified
+    # split; the net trains on estimator_fraction of the rows, DNR on the others
+    X, y = data[0][:400], data[1][:400]
+    net = default_net(module__hidden_units=(16,), max_epochs=3)
+    dnr = DNRClassifier(net, cv=2, random_state=0).fit(X, y)
+    rng = check_random_state(0)
+    seed = rng.randint(2**31 - 1)
+    net_idx, dnr_idx = train_test_split(np.arange(len(X)), train_size=0.5, stratify=y,
+                                        random_state=rng.randint(2**31 - 1))
+    by_hand = clone(net)
+    size_net(by_hand, X.shape[1], 3)
+    fit_net(by_hand, X[net_idx], y[net_idx], seed)
+    frozen = DNRClassifier(FrozenEstimator(by_hand), cv=2, random_state=0).fit(
+        X[dnr_idx], y[dnr_idx])
+    X_new = data[4][:200]
+    np.testing.assert_array_equal(dnr.decision_function(X_new), frozen.decision_function(X_new))
+    np.testing.assert_array_equal(dnr.predict(X_new), frozen.predict(X_new))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_scikit_learn_network_through_the_victim_layer(data):
+    # any victim the attacks take is fitted the same way: an MLPClassifier is
+    # re-expressed in torch, its ReLU layers feed DNR and the attacks see DNR whole
+    X, y = data[0][:300], data[1][:300]
+    dnr = DNRClassifier(MLPClassifier((16, 8), max_iter=300, random_state=0), cv=2,
+                        random_state=0).fit(X, y)
+    assert dnr.estimator_.n_iter_ > 0 and len(dnr.layers_) == 2
+    X_new = data[4][:100]
+    with torch.no_grad():
+        scores = as_torch_model(dnr).module(torch.as_tensor(X_new)).numpy()
+    np.testing.assert_allclose(scores, dnr.decision_function(X_new), atol=1e-5, rtol=0)
+    with pytest.raises(TypeError, match="estimator=KNeighborsClassifier cannot be attacked"):
+        DNRClassifier(KNeighborsClassifier(), cv=2).fit(X, y)
+
+
+def test_torch_layer_outputs_are_the_standardised_features(dnr, data):
+    # the differentiable module and predict read the same layers (one capture)
+    X = data[4][:50]
+    module = as_torch_model(dnr).module
+    with torch.no_grad():
+        outputs = module.layer_outputs(torch.as_tensor(X))
+    features = extract_features(dnr.estimator_, X, dnr.layers_)
+    for name, z in zip(dnr.layers_, outputs):
+        expected = dnr.layer_scalers_[name].transform(features[name].astype(np.float64))
+        np.testing.assert_allclose(z.numpy(), expected, atol=1e-5)
+    assert not any(m._forward_hooks for m in module.modules())
+
+
 def test_string_classes_and_reject_label(data, net):
     X, y = data[0], data[1]
     labels = np.array(["a", "b", "c"])[y]
@@ -198,17 +250,25 @@ def test_pickle_and_clone(dnr, data):
     assert clone(dnr).get_params()["reject_rate"] == 0.2
 
 
-def test_in_pipeline(data):
-    X, y = data[0], data[1]
-    pipe = make_pipeline(MinMaxScaler(), DNRClassifier(
-        default_net(module__hidden_units=(16,), max_epochs=5), cv=2, random_state=0))
-    assert pipe.fit(X, y).predict(X).shape == (len(X),)
+def test_in_pipeline_equals_dnr_on_scaled_data(data):
+    X, y, X_new = data[0], data[1], data[4][:300]
+    dnr = DNRClassifier(default_net(module__hidden_units=(16,), max_epochs=5), cv=2,
+                        reject_rate=0.2, random_state=0)
+    pipe = make_pipeline(StandardScaler(), dnr).fit(X, y)
+    scaler = StandardScaler().fit(X)
+    alone = clone(dnr).fit(scaler.transform(X), y)
+    np.testing.assert_array_equal(pipe.decision_function(X_new),
+                                  alone.decision_function(scaler.transform(X_new)))
+    np.testing.assert_array_equal(pipe.predict(X_new), alone.predict(scaler.transform(X_new)))
+    assert np.any(pipe.predict(X_new) == -1)  # the reject option survives the pipeline
 
 
 @pytest.mark.parametrize(
     "params, error, match",
     [
-        ({"layers": ["nope"]}, ValueError, "unknown layer 'nope'.*relu1"),
+        ({"layers": ["nope"]}, ValueError, r"Unknown layer 'nope'; valid layer names .*relu1"),
+        ({"layers": ["relu1", "relu1"]}, ValueError, "contains duplicates"),
+        ({"layers": []}, ValueError, "layers is empty"),
         ({"reject_rate": 1.0}, ValueError, r"reject_rate=1.0 must be a float in \[0, 1\)"),
         ({"reject_rate": -0.1}, ValueError, "reject_rate=-0.1"),
         ({"layer_clf": KNeighborsClassifier()}, TypeError, "no decision_function"),

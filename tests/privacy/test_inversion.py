@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
@@ -11,14 +12,7 @@ from skrobust.privacy import ImageInversionAttack, inversion_report
 from skrobust.privacy._inversion import inversion_loss, total_variation
 from skrobust.utils import extract_features
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny tensors: threads only add contention on a shared CPU
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from .._models import Linear
 
 
 @pytest.fixture(scope="module")
@@ -82,24 +76,57 @@ def test_loss_terms():
     assert loss.tolist() == pytest.approx([2.0, 2.0])  # ||f0||^2 / ||f0||^2, weighted
 
 
+def feature_loss(estimator, layer, X_inv, X):
+    """The normalised feature-matching term ||f(x_inv) - f(x)||^2 / ||f(x)||^2 per row."""
+    f_inv = extract_features(estimator, X_inv, layer).astype(np.float64)
+    f0 = extract_features(estimator, X, layer).astype(np.float64)
+    return ((f_inv - f0) ** 2).sum(1) / (f0 ** 2).sum(1)
+
+
+def test_inversion_lowers_the_feature_loss_from_its_start(lenet, images):
+    attack = ImageInversionAttack(lenet, layer="fc1", n_iter=30, lr=0.02,
+                                  random_state=0).fit(images)
+    start = clone(attack).set_params(n_iter=0).fit(images).transform(images)
+    # n_iter=0 returns the starting noise: one faint image shared by all rows
+    assert np.all(start == start[0]) and start.max() <= 0.05
+    before = feature_loss(lenet, "fc1", start, images)
+    after = feature_loss(lenet, "fc1", attack.transform(images), images)
+    assert np.all(after < 0.5 * before), (before, after)
+
+
 def test_fits_its_own_victim():
     X, y = make_classification(n_samples=60, n_features=9, random_state=0)
     X = MinMaxScaler().fit_transform(X)
-    attack = ImageInversionAttack(layer="fc1", n_iter=3, image_shape=(3, 3), random_state=0)
-    X_inv = attack.fit(X, y).transform(X)
-    assert X_inv.shape == X.shape
+    attack = ImageInversionAttack(layer="fc1", n_iter=20, lr=0.05, loss_weights=(1.0, 0.0, 0.0),
+                                  image_shape=(3, 3), random_state=0).fit(X, y)
+    # the victim is a fitted clone of the default net, trained on (X, y)
+    assert attack.estimator_.initialized_ and list(attack.classes_) == [0, 1]
     assert attack.n_layer_features_ == extract_features(attack.estimator_, X, "fc1").shape[1]
+    start = clone(attack).set_params(n_iter=0).fit(X, y).transform(X)
+    before = feature_loss(attack.estimator_, "fc1", start, X)
+    assert np.all(feature_loss(attack.estimator_, "fc1", attack.transform(X), X) < 0.2 * before)
     with pytest.raises(ValueError, match="y is None but the victim must be fitted here"):
         ImageInversionAttack(layer="fc1", image_shape=(3, 3)).fit(X)
 
 
-def test_frozen_skorch_victim(images):
+def test_frozen_skorch_victim_equals_its_module(images):
     from skorch import NeuralNetClassifier
 
     net = NeuralNetClassifier(LeNet5, max_epochs=1, criterion=torch.nn.CrossEntropyLoss,
                               train_split=None, verbose=0).fit(images, np.arange(4) % 2)
-    attack = ImageInversionAttack(FrozenEstimator(net), layer="fc2", n_iter=2).fit(images)
-    assert attack.transform(images).shape == images.shape
+    params = dict(layer="fc2", n_iter=5, random_state=0)
+    frozen = ImageInversionAttack(FrozenEstimator(net), **params).fit(images)
+    module = ImageInversionAttack(net.module_, **params).fit(images)
+    np.testing.assert_array_equal(frozen.transform(images), module.transform(images))
+    assert frozen.n_layer_features_ == 84
+
+
+def test_layer_that_does_not_run_is_refused():
+    victim = Linear(n_features=4)
+    victim.unused = torch.nn.Linear(3, 3)  # a submodule forward() never calls
+    X = np.full((2, 4), 0.5, dtype=np.float32)
+    with pytest.raises(ValueError, match="Layer 'unused' did not run in the module's forward"):
+        ImageInversionAttack(victim, layer="unused", image_shape=(2, 2)).fit(X)
 
 
 @pytest.mark.parametrize("params, match", [
