@@ -212,7 +212,7 @@ def main(argv=None):
     for variant in args.variants:
         start = time.perf_counter()
         detector = MMDDriftDetector(
-            module, layer=LAYERS, n_permutations=args.n_permutations, alpha=args.alpha,
+            module, layers=LAYERS, n_permutations=args.n_permutations, alpha=args.alpha,
             random_state=args.seed, **variants[variant]).fit(X_ref)
         kw = dict(n_repeats=args.n_repeats, sample_size=args.sample_size)
         rates = {"clean": detector.detection_rate(X_clean, **kw)}
@@ -226,7 +226,7 @@ def main(argv=None):
     plot_rates(all_rates, args.eps, LAYERS, args.alpha, out / "mmd_detection_rates.png")
 
     # witness ranking: 90 natural + 10 adversarial, how many adversarial in the top 10
-    detector = MMDDriftDetector(module, layer="relu6", random_state=args.seed).fit(X_ref)
+    detector = MMDDriftDetector(module, layers="relu6", random_state=args.seed).fit(X_ref)
     ranking = {}
     for eps in args.eps:
         hits = []

@@ -110,7 +110,7 @@ def run_demo(*, epochs=10, eps=0.3, data_home=None, n_train=None, n_test=None,
 
             from .detection import MMDDriftDetector, save_detector as save
 
-            detector = MMDDriftDetector(FrozenEstimator(net), layer="relu3",
+            detector = MMDDriftDetector(FrozenEstimator(net), layers="relu3",
                                         random_state=random_state).fit(X_test[reference])
             save(detector, save_detector)
             result.detector = str(save_detector)

@@ -172,7 +172,7 @@ def test_width_in_features_dnr_and_mmd(skorch_victim):
     with pytest.raises(ValueError, match=match):
         DNRClassifier(skorch_victim).fit(narrow, Y)
     with pytest.raises(ValueError, match=match):
-        MMDDriftDetector(skorch_victim, layer="output").fit(narrow)
+        MMDDriftDetector(skorch_victim, layers="output").fit(narrow)
 
 
 # ------------------------------------------------------------ float32 range

@@ -8,8 +8,9 @@ kernel functions behind it (:func:`rbf_kernel`, :func:`median_gamma`,
 """
 
 from ._kernels import kernel_gammas, median_gamma, mmd2_unbiased, rbf_kernel
-from ._mmd import DriftResult, MMDDriftDetector
+from ._mmd import MMDDriftDetector
 from ._monitor import load_detector, run_monitor, save_detector
+from ._protocol import DriftResult
 
 __all__ = [
     "DriftResult",

@@ -315,6 +315,42 @@ def mmd2_permutation(Z, n, gammas, U, *, block_size=1024, max_elements=2**24):
     return torch.cat(parts)
 
 
+def witness_scores(F, R, gammas, *, block_size=1024):
+    """Empirical MMD witness of each row of a batch ``F`` against a reference ``R``.
+
+    ``f(x) = mean_r k(x, r) - mean_{x' != x} k(x, x')`` over the reference rows ``r``
+    and the other rows ``x'`` of the batch: high where the reference is denser than
+    the batch, low where the batch concentrates away from the reference. A row's
+    score does not depend on the order of the batch.
+
+    Parameters
+    ----------
+    F : tensor of shape (n, n_features)
+        The batch (at least 2 rows).
+    R : tensor of shape (n_ref, n_features)
+        The reference, on the same device.
+    gammas : sequence of float
+        RBF precisions of the kernel (:func:`kernel_gammas`).
+    block_size : int, default=1024
+        Batch rows whose kernel rows are computed at once.
+
+    Returns
+    -------
+    scores : tensor of shape (n,)
+        float64, on the device of ``F``.
+    """
+    n = len(F)
+    scores = torch.empty(n, dtype=torch.float64, device=F.device)
+    for start in range(0, n, block_size):
+        block = F[start:start + block_size]
+        to_ref = _kernel_block(block, R, gammas).mean(1)
+        K = _kernel_block(block, F, gammas)
+        rows = torch.arange(len(block), device=K.device)
+        to_batch = (K.sum(1) - K[rows, rows + start]) / (n - 1)
+        scores[start:start + len(block)] = to_ref - to_batch
+    return scores
+
+
 def mmd2_unbiased(X, Y, *, gamma=1.0, kernel="rbf"):
     """Unbiased estimate of the squared MMD between two samples.
 

@@ -4,11 +4,15 @@ File format of :func:`save_detector` (``.npz``, read with ``allow_pickle=False``
 so loading a file never runs code):
 
 - ``meta``: a 0-d unicode array holding JSON: ``format`` (``"skrobust.MMDDriftDetector"``),
-  ``version`` (1), ``params`` (the detector's parameters except ``estimator``),
+  ``version`` (2), ``params`` (the detector's parameters except ``estimator``),
   ``layers``, ``gamma`` (per layer), ``seed``, ``n_features_in``, ``has_estimator``;
 - ``ref_<i>``: the reference representations of the ``i``-th layer;
 - ``mean_<i>``, ``scale_<i>``: the reference moments when ``standardize=True``;
 - ``ref_classes``: the predicted reference classes when ``class_matched=True``.
+
+Version 1 differs only in the name of one parameter (``layer``, now ``layers``);
+:func:`load_detector` reads both versions and refuses any other with the versions
+it reads.
 
 The network of a detector built on layer representations is not stored: save its
 weights with ``torch.save(module.state_dict(), path)``, rebuild the module from
@@ -31,8 +35,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._mmd import KERNELS, MMDDriftDetector
 
-FORMAT, VERSION = "skrobust.MMDDriftDetector", 1
-_PARAMS = ("layer", "kernel", "gamma", "standardize", "class_matched", "n_permutations",
+FORMAT, VERSION = "skrobust.MMDDriftDetector", 2
+#: Versions load_detector reads, and the parameters each one renamed: old -> new.
+_READS = {1: {"layer": "layers"}, 2: {}}
+_PARAMS = ("layers", "kernel", "gamma", "standardize", "class_matched", "n_permutations",
            "alpha", "batch_size", "block_size", "device", "random_state")
 
 
@@ -76,17 +82,16 @@ def save_detector(detector, path):
     layers = detector.layers_
     meta = {
         "format": FORMAT, "version": VERSION, "params": params, "layers": layers,
-        "gamma": {n: float(g) for n, g in detector._as_dict(detector.gamma_).items()},
+        "gamma": {n: float(g) for n, g in detector.gamma_.items()},
         "seed": int(detector.seed_), "n_features_in": int(detector.n_features_in_),
         "has_estimator": detector.estimator_ is not None,
     }
     arrays = {"meta": np.array(json.dumps(meta, allow_nan=False))}
-    refs = detector._as_dict(detector.X_ref_)
     for i, name in enumerate(layers):
-        arrays[f"ref_{i}"] = refs[name]
+        arrays[f"ref_{i}"] = detector.X_ref_[name]
         if detector.standardize:
-            arrays[f"mean_{i}"] = detector._as_dict(detector.feature_mean_)[name]
-            arrays[f"scale_{i}"] = detector._as_dict(detector.feature_scale_)[name]
+            arrays[f"mean_{i}"] = detector.ref_mean_[name]
+            arrays[f"scale_{i}"] = detector.ref_scale_[name]
     if detector.ref_classes_ is not None:
         arrays["ref_classes"] = detector.ref_classes_
     np.savez(path, **arrays)
@@ -119,7 +124,7 @@ def _check_field(path, meta, field, valid, expected):
 
 #: Parameters of a saved detector: (check, what is expected).
 _PARAM_CHECKS = {
-    "layer": (lambda v: v is None or (isinstance(v, str) and v)
+    "layers": (lambda v: v is None or (isinstance(v, str) and v)
               or (isinstance(v, list) and v and all(isinstance(x, str) and x for x in v)),
               "null, a layer name or a list of names"),
     "kernel": (lambda v: v in KERNELS, f"one of {list(KERNELS)}"),
@@ -175,12 +180,18 @@ def _validated(path, meta, arrays):
     if not isinstance(meta, dict):
         raise _refuse(path, "meta", "is not a JSON object")
     version = _check_field(path, meta, "version", _is_int, "an integer")
-    if version != VERSION:
+    if version not in _READS:
         raise ValueError(f"{path} uses format version {version}; this skrobust reads "
-                         f"version {VERSION}.")
+                         f"versions {', '.join(map(str, _READS))}.")
     has_estimator = _check_field(path, meta, "has_estimator",
                                  lambda v: isinstance(v, bool), "true or false")
     params = _check_field(path, meta, "params", lambda v: isinstance(v, dict), "an object")
+    for old, new in _READS[version].items():  # an older version's names
+        if new in params:
+            raise _refuse(path, new, f"is not a parameter of format version {version}")
+        if old in params:
+            params = {(new if name == old else name): value
+                      for name, value in params.items()}
     for name, (valid, expected) in _PARAM_CHECKS.items():
         _check_field(path, params, name, valid, expected)
     if params["class_matched"] and not has_estimator:
@@ -276,22 +287,20 @@ def load_detector(path, estimator=None):
     try:
         detector._check_params()
         if detector._resolve_layers() != layers:
-            raise ValueError(f"layers {layers} do not follow from layer={params['layer']!r}")
+            raise ValueError(f"layers {layers} do not follow from layers={params['layers']!r}")
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path} is not a valid saved detector: {exc}") from None
     detector.layers_ = layers
     detector.estimator_ = estimator
     detector.seed_ = int(meta["seed"])
     detector.n_features_in_ = int(meta["n_features_in"])
-    detector.gamma_ = detector._from_dict({n: float(gammas[n]) for n in layers})
-    detector.X_ref_ = detector._from_dict({n: arrays[f"ref_{i}"] for i, n in enumerate(layers)})
+    detector.gamma_ = {n: float(gammas[n]) for n in layers}
+    detector.X_ref_ = {n: arrays[f"ref_{i}"] for i, n in enumerate(layers)}
     if detector.standardize:
-        detector.feature_mean_ = detector._from_dict(
-            {n: arrays[f"mean_{i}"] for i, n in enumerate(layers)})
-        detector.feature_scale_ = detector._from_dict(
-            {n: arrays[f"scale_{i}"] for i, n in enumerate(layers)})
+        detector.ref_mean_ = {n: arrays[f"mean_{i}"] for i, n in enumerate(layers)}
+        detector.ref_scale_ = {n: arrays[f"scale_{i}"] for i, n in enumerate(layers)}
     else:
-        detector.feature_mean_ = detector.feature_scale_ = None
+        detector.ref_mean_ = detector.ref_scale_ = None
     detector.ref_classes_ = arrays.get("ref_classes")
     if estimator is not None:
         _check_network(path, detector)
@@ -308,7 +317,7 @@ def _check_network(path, detector):
             f"{path}: the given network does not accept the detector's "
             f"{detector.n_features_in_} input features ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}).") from None
-    refs = detector._as_dict(detector.X_ref_)
+    refs = detector.X_ref_
     for i, name in enumerate(detector.layers_):
         width = int(np.prod(feats[name].shape[1:]))
         if width != refs[name].shape[1]:

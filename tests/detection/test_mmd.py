@@ -32,7 +32,7 @@ def test_calibrated_on_clean_data(gaussians):
 @pytest.mark.parametrize("params", [
     {"kernel": "rbf_mixture"},
     {"standardize": True},
-    {"estimator": "net", "layer": ["input", "0", "1", "2"]},
+    {"estimator": "net", "layers": ["input", "0", "1", "2"]},
 ])
 def test_options_stay_calibrated(gaussians, params):
     ref, clean = gaussians
@@ -53,8 +53,7 @@ def test_power_on_shifted_gaussians(gaussians):
     assert isinstance(result, DriftResult)
     assert result.is_drift and result.p_value == pytest.approx(1 / 101)
     assert result.statistic > result.threshold > 0
-    assert detector.predict(clean[:200] + 1.0) is True
-    assert detector.predict(clean[:200]) is False
+    assert detector.test(clean[:200]).is_drift is False
 
 
 def test_result_fields_are_consistent(gaussians):
@@ -100,7 +99,7 @@ def test_block_size_does_not_change_the_result(gaussians):
     ({"alpha": 0.0}, "alpha"), ({"alpha": 1.0}, "alpha"), ({"alpha": 1.5}, "alpha"),
     ({"n_permutations": 0}, "n_permutations"), ({"kernel": "linear"}, "kernel"),
     ({"gamma": -1.0}, "gamma"), ({"gamma": "mean"}, "gamma"),
-    ({"class_matched": True}, "class_matched"), ({"layer": "relu1"}, "layer"),
+    ({"class_matched": True}, "class_matched"), ({"layers": "relu1"}, "layers"),
 ])
 def test_bad_parameters(params, match):
     with pytest.raises(ValueError, match=match):
@@ -119,7 +118,7 @@ def test_bad_input(gaussians):
     X_nan = clean[:10].copy()
     X_nan[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        detector.predict(X_nan)
+        detector.test(X_nan)
     with pytest.raises(ValueError, match="NaN"):
         MMDDriftDetector().fit(X_nan)
     with pytest.raises(ValueError, match="sample_size"):
@@ -139,13 +138,13 @@ def test_inputs_are_not_modified_or_kept(gaussians):
     np.testing.assert_array_equal(ref_copy, ref[:100])
     np.testing.assert_array_equal(X, clean[:50])
     ref_copy[:] = 0  # the detector holds its own copy
-    assert detector.X_ref_.std() > 0.5
+    assert detector.X_ref_["input"].std() > 0.5
 
 
 def test_layers_of_a_network(gaussians):
     ref, clean = gaussians
     net = two_layer_net()
-    detector = MMDDriftDetector(net, layer=["input", "1", "output"], random_state=0).fit(ref[:300])
+    detector = MMDDriftDetector(net, layers=["input", "1", "output"], random_state=0).fit(ref[:300])
     assert detector.layers_ == ["input", "1", "output"]
     assert set(detector.X_ref_) == {"input", "1", "output"}
     assert detector.X_ref_["1"].shape == (300, 16) and detector.X_ref_["output"].shape == (300, 3)
@@ -157,9 +156,80 @@ def test_layers_of_a_network(gaussians):
     assert set(rates) == {"input", "1", "output", "combined"}
     assert min(rates.values()) == 1.0
     single = MMDDriftDetector(net, random_state=0).fit(ref[:300])
-    assert single.layers_ == ["output"] and single.X_ref_.shape == (300, 3)
+    assert single.layers_ == ["output"] and single.X_ref_["output"].shape == (300, 3)
     with pytest.raises(ValueError, match="Unknown layer"):
-        MMDDriftDetector(net, layer="conv9").fit(ref[:30])
+        MMDDriftDetector(net, layers="conv9").fit(ref[:30])
+
+
+def test_fitted_attributes_have_one_type_whatever_the_number_of_layers(gaussians):
+    ref, _ = gaussians
+    net = two_layer_net()
+    for layers, standardize in ((None, False), ("1", True), (["input", "1"], True)):
+        detector = MMDDriftDetector(net, layers=layers, standardize=standardize,
+                                    random_state=0).fit(ref[:100])
+        names = detector.layers_
+        assert isinstance(detector.X_ref_, dict) and list(detector.X_ref_) == names
+        assert isinstance(detector.gamma_, dict) and list(detector.gamma_) == names
+        assert all(isinstance(g, float) and g > 0 for g in detector.gamma_.values())
+        if standardize:
+            for name in names:
+                np.testing.assert_allclose(detector.ref_mean_[name],
+                                           detector.X_ref_[name].mean(0), atol=1e-6)
+                assert detector.ref_scale_[name].shape == (detector.X_ref_[name].shape[1],)
+        else:
+            assert detector.ref_mean_ is None and detector.ref_scale_ is None
+    plain = MMDDriftDetector(random_state=0).fit(ref[:100])
+    assert list(plain.X_ref_) == ["input"] and list(plain.gamma_) == ["input"]
+
+
+def test_old_names_fail_with_the_new_name(gaussians):
+    ref, clean = gaussians
+    with pytest.raises(TypeError, match=r"layer is now layers.*pass layers='relu1'"):
+        MMDDriftDetector(layer="relu1")
+    with pytest.raises(ValueError, match="Invalid parameter 'layer'.*'layers'"):
+        MMDDriftDetector().set_params(layer="input")
+    detector = MMDDriftDetector(standardize=True, random_state=0).fit(ref[:100])
+    # the batch decision is test(X).is_drift: no predict with one bool per batch
+    assert not hasattr(detector, "predict") and not hasattr(MMDDriftDetector, "predict")
+    with pytest.raises(AttributeError, match=r"predict is gone.*test\(X\)\.is_drift"):
+        detector.predict(clean[:50])
+    for old, new in (("feature_scale_", "ref_scale_"), ("feature_mean_", "ref_mean_"),
+                     ("layer", "layers")):
+        assert not hasattr(detector, old)
+        with pytest.raises(AttributeError, match=rf"{old} is now {new}"):
+            getattr(detector, old)
+    with pytest.raises(AttributeError, match="no attribute 'colour_'"):
+        detector.colour_
+
+
+def test_same_results_as_before_the_split(gaussians):
+    """Figures of the detector before the split of _mmd.py and the renames (commit
+    a7bbc93): the same seed gives the same null, p-values, rates and scores."""
+    rng = np.random.RandomState(0)
+    ref, X = rng.randn(200, 4), rng.randn(150, 4) + 0.2
+    plain = MMDDriftDetector(random_state=3, n_permutations=50).fit(ref)
+    result = plain.test(X[:60])
+    assert result.statistic == pytest.approx(0.026238819700730165, rel=1e-9)
+    assert result.p_value == 1 / 51 and result.per_layer["input"].p_value == 1 / 51
+    assert result.threshold == pytest.approx(0.006462414056466637, rel=1e-9)
+    assert plain.detection_rate(X, n_repeats=10, sample_size=30) == 0.5
+    scores = plain.score_samples(X[:40])
+    np.testing.assert_allclose(scores[:3], [-0.047332889761224184, -0.058341725847453674,
+                                            0.05216324267826544], rtol=1e-9)
+    assert scores.sum() == pytest.approx(-0.264711825370326, rel=1e-9)
+
+    net = two_layer_net()
+    layered = MMDDriftDetector(net, layers=["input", "1", "output"], class_matched=True,
+                               standardize=True, random_state=3, n_permutations=50).fit(ref)
+    result = layered.test(X[:60])
+    assert result.statistic == pytest.approx(12.532095621323109, rel=1e-9)
+    assert result.p_value == 6 / 51
+    assert {k: r.p_value for k, r in result.per_layer.items()} == {
+        "input": 7 / 51, "1": 12 / 51, "output": 3 / 51}
+    assert layered.detection_rate(X, n_repeats=10, sample_size=30) == {
+        "input": 0.1, "1": 0.1, "output": 0.2, "combined": 0.2}
+    assert layered.score_samples(X[:40]).sum() == pytest.approx(-0.44903904318714405,
+                                                                 rel=1e-9)
 
 
 def test_class_matched_reference_ignores_class_imbalance():
@@ -173,8 +243,8 @@ def test_class_matched_reference_ignores_class_imbalance():
         net.bias.zero_()
     ref, pool = X[:1000], X[1000:]
     only_right = pool[pool[:, 0] > 0]  # a clean batch of a single class
-    plain = MMDDriftDetector(net, layer="input", random_state=0).fit(ref)
-    matched = MMDDriftDetector(net, layer="input", class_matched=True, random_state=0).fit(ref)
+    plain = MMDDriftDetector(net, layers="input", random_state=0).fit(ref)
+    matched = MMDDriftDetector(net, layers="input", class_matched=True, random_state=0).fit(ref)
     assert plain.detection_rate(only_right, n_repeats=20, sample_size=50) == 1.0
     # calibrated, not conservative: labels are permuted within predicted classes
     assert 0.015 <= matched.detection_rate(only_right, n_repeats=200, sample_size=50) <= 0.09
@@ -211,7 +281,8 @@ def test_pipeline_clone_and_pickle(gaussians):
     ref, clean = gaussians
     pipe = make_pipeline(StandardScaler(), MMDDriftDetector(random_state=0)).fit(ref[:200])
     assert 0 < pipe.score(clean[:50]) <= 1
-    assert pipe.predict(clean[:50] + 2.0) is True
+    assert pipe.score(clean[:50] + 2.0) <= 0.05  # the scaler is applied first
+    assert not hasattr(pipe, "predict")
     detector = MMDDriftDetector(random_state=0).fit(ref[:200])
     restored = pickle.loads(pickle.dumps(detector))
     assert restored.score(clean[:50]) == detector.score(clean[:50])
@@ -268,7 +339,7 @@ def test_extreme_row_on_the_output_layer(drifted):
     net = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
     ref32, batch32 = ref.astype(np.float32), batch.astype(np.float32)
     for standardize in (False, True):
-        detector = MMDDriftDetector(net, layer="output", standardize=standardize,
+        detector = MMDDriftDetector(net, layers="output", standardize=standardize,
                                     random_state=0).fit(ref32)
         assert detector.test(batch32).is_drift
         hostile = batch32.copy()
@@ -283,7 +354,7 @@ def test_network_overflow_is_refused_or_flagged():
     with torch.no_grad():  # output 0: 10 (x0 - x1), NaN when both overflow; output 1: inf
         net.weight.copy_(torch.tensor([[10.0, -10.0], [10.0, 10.0]]))
         net.bias.zero_()
-    detector = MMDDriftDetector(net, layer="output", random_state=0).fit(ref)
+    detector = MMDDriftDetector(net, layers="output", random_state=0).fit(ref)
     batch = ref[:30].copy()
     batch[0] = [3e38, 3e38]
     with pytest.raises(ValueError, match=r"layer 'output' are NaN for 1 row\(s\) \(first: \[0\]\)"):
@@ -305,7 +376,7 @@ def test_reference_out_of_the_kernel_range_is_refused():
     with pytest.raises(ValueError, match="overflow float64.*standardize=True"):
         MMDDriftDetector().fit(ref)
     detector = MMDDriftDetector(standardize=True, random_state=0).fit(ref)
-    assert np.isfinite(detector.gamma_) and detector.gamma_ > 0
+    assert np.isfinite(detector.gamma_["input"]) and detector.gamma_["input"] > 0
     assert detector.test(ref[:30] * 3).is_drift
 
 
@@ -322,12 +393,12 @@ def test_non_finite_input_is_still_an_error(drifted):
 
 
 def test_a_non_finite_statistic_is_never_a_p_value():
-    from skrobust.detection._mmd import _result
+    from skrobust.detection._protocol import drift_result
 
     with pytest.raises(ValueError, match="not finite"):
-        _result(np.array([np.nan, 0.1, 0.2]), 0.05)
+        drift_result(np.array([np.nan, 0.1, 0.2]), 0.05)
     with pytest.raises(ValueError, match="not finite"):
-        _result(np.array([0.5, np.nan, 0.2]), 0.05)
+        drift_result(np.array([0.5, np.nan, 0.2]), 0.05)
 
 
 def test_standardize_scale_is_capped_by_the_reference(drifted):

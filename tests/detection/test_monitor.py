@@ -55,7 +55,7 @@ def test_save_load_with_a_network(tmp_path, data):
     ref, clean = data
     torch.manual_seed(0)
     net = MLP(n_features=4, n_classes=3, hidden_units=(8,)).eval()
-    detector = MMDDriftDetector(net, layer=["relu1", "out"], class_matched=True,
+    detector = MMDDriftDetector(net, layers=["relu1", "out"], class_matched=True,
                                 random_state=0).fit(ref)
     save_detector(detector, tmp_path / "det.npz")
     with pytest.raises(ValueError, match="pass the same trained network"):
@@ -140,7 +140,7 @@ def test_cli_monitor_with_a_network(tmp_path, data):
     torch.manual_seed(0)
     net = MLP(n_features=4, n_classes=3, hidden_units=(8,)).eval()
     torch.save(net.state_dict(), tmp_path / "weights.pt")
-    save_detector(MMDDriftDetector(net, layer="relu1", random_state=0).fit(ref),
+    save_detector(MMDDriftDetector(net, layers="relu1", random_state=0).fit(ref),
                   tmp_path / "det.npz")
     folder = tmp_path / "b"
     folder.mkdir()
@@ -255,9 +255,14 @@ def test_load_detector_validates_every_field(tmp_path, data, field, change):
 def test_load_detector_validates_version_and_members(tmp_path, data):
     ref, _ = data
     arrays, meta = _saved(tmp_path, MMDDriftDetector(random_state=0).fit(ref))
-    for version in (2, "1", True):
+    for version in (0, 3):
         path = _tampered(tmp_path, arrays, meta, _set(("version",), version))
-        with pytest.raises(ValueError, match="version"):
+        with pytest.raises(ValueError, match=f"format version {version}; this skrobust "
+                                             "reads versions 1, 2"):
+            load_detector(path)
+    for version in ("2", True):
+        path = _tampered(tmp_path, arrays, meta, _set(("version",), version))
+        with pytest.raises(ValueError, match="'version'.*expected an integer"):
             load_detector(path)
     with zipfile.ZipFile(tmp_path / "det.npz", "a") as archive:  # not an .npy member
         archive.writestr("ref_classes.npy", b"not an array")
@@ -265,11 +270,40 @@ def test_load_detector_validates_version_and_members(tmp_path, data):
         load_detector(tmp_path / "det.npz")
 
 
+def _as_version_1(arrays, meta):
+    """A file as skrobust wrote it before format 2: the parameter ``layers`` was
+    ``layer``, nothing else differs."""
+    meta["version"] = 1
+    meta["params"] = {("layer" if k == "layers" else k): v for k, v in meta["params"].items()}
+
+
+def test_load_detector_reads_format_version_1(tmp_path, data):
+    ref, clean = data
+    torch.manual_seed(0)
+    net = MLP(n_features=4, n_classes=3, hidden_units=(8,)).eval()
+    for estimator, params in ((None, {"standardize": True}),
+                              (net, {"layers": ["relu1", "out"], "class_matched": True})):
+        detector = MMDDriftDetector(estimator, random_state=0, **params).fit(ref)
+        arrays, meta = _saved(tmp_path, detector)
+        assert meta["version"] == 2 and "layers" in meta["params"]
+        old = load_detector(_tampered(tmp_path, arrays, meta, _as_version_1), estimator=estimator)
+        assert old.get_params() == detector.get_params()
+        assert old.test(clean[:60]) == detector.test(clean[:60])
+        assert list(old.X_ref_) == detector.layers_ and list(old.gamma_) == detector.layers_
+
+    def mixed(arrays, meta):  # a version 1 file cannot use the new name
+        _as_version_1(arrays, meta)
+        meta["params"]["layers"] = None
+
+    with pytest.raises(ValueError, match="'layers' is not a parameter of format version 1"):
+        load_detector(_tampered(tmp_path, arrays, meta, mixed), estimator=net)
+
+
 def test_load_detector_checks_the_network(tmp_path, data):
     ref, clean = data
     torch.manual_seed(0)
     net = MLP(n_features=4, n_classes=3, hidden_units=(8,)).eval()
-    arrays, meta = _saved(tmp_path, MMDDriftDetector(net, layer="relu1", random_state=0).fit(ref))
+    arrays, meta = _saved(tmp_path, MMDDriftDetector(net, layers="relu1", random_state=0).fit(ref))
     wider = MLP(n_features=4, n_classes=3, hidden_units=(9,)).eval()
     with pytest.raises(ValueError, match="'ref_0' has 8 columns but layer 'relu1'.* has 9"):
         load_detector(tmp_path / "det.npz", estimator=wider)

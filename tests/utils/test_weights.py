@@ -93,7 +93,7 @@ def test_cli_weights_errors_are_one_line(weight_files, command, capsys):
     files["wrong_keys.pt"] = "does not fit"
     if command == "monitor":
         rng = np.random.RandomState(0)
-        save_detector(MMDDriftDetector(_mlp(), layer="relu1", random_state=0)
+        save_detector(MMDDriftDetector(_mlp(), layers="relu1", random_state=0)
                       .fit(rng.randn(50, 4)), folder / "det.npz")
         (folder / "batches").mkdir()
     for name, fragment in files.items():
@@ -116,7 +116,7 @@ def test_cli_weights_errors_are_one_line(weight_files, command, capsys):
 
 def test_monitor_module_kwargs_that_do_not_build(tmp_path, capsys):
     rng = np.random.RandomState(0)
-    save_detector(MMDDriftDetector(_mlp(), layer="relu1", random_state=0)
+    save_detector(MMDDriftDetector(_mlp(), layers="relu1", random_state=0)
                   .fit(rng.randn(50, 4)), tmp_path / "det.npz")
     (tmp_path / "b").mkdir()
     argv = ["monitor", str(tmp_path / "det.npz"), str(tmp_path / "b"), "--module",
