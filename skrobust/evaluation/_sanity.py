@@ -109,13 +109,8 @@ def predict_labels(estimator, X, *, batch_size=256):
     if hasattr(estimator, "predict"):
         return np.asarray(estimator.predict(victim_input(estimator, X)))
     model = as_torch_model(estimator) if model is None else model
-    preds = []
-    with eval_mode(model.module), torch.no_grad():
-        for start in range(0, len(X), batch_size):
-            logits = model.module(to_tensor(X[start:start + batch_size], model.device))
-            pred = two_class_scores(logits).argmax(1)
-            preds.append(to_numpy(pred))
-    index = np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+    index = model.predict_scores(X, batch_size=batch_size,
+                                 transform=lambda logits: two_class_scores(logits).argmax(1))
     return index if model.classes is None else np.asarray(model.classes)[index]
 
 

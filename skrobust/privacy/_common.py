@@ -1,11 +1,12 @@
 """Helpers shared by the privacy attacks."""
 
+import functools
+
 import numpy as np
 import torch
 from sklearn.utils.validation import check_array
 
 from ..utils._differentiable import as_torch_model
-from ..utils._torch import eval_mode, to_numpy, to_tensor
 
 
 def predict_proba_with_classes(estimator, X, *, batch_size=256):
@@ -27,10 +28,7 @@ def predict_proba_with_classes(estimator, X, *, batch_size=256):
         classes = getattr(estimator, "classes_", None)
         return proba, None if classes is None else np.asarray(classes)
     model = as_torch_model(estimator)
-    parts = []
-    with eval_mode(model.module), torch.no_grad():
-        for start in range(0, len(X), batch_size):
-            logits = model.module(to_tensor(X[start:start + batch_size], model.device))
-            parts.append(to_numpy(torch.softmax(logits, dim=1), np.float64))
-    proba = np.concatenate(parts) if parts else np.empty((0, 0))
+    proba = model.predict_scores(X, batch_size=batch_size,
+                                 transform=functools.partial(torch.softmax, dim=1),
+                                 dtype=np.float64)
     return proba, model.classes

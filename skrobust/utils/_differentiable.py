@@ -23,7 +23,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from skorch import NeuralNet
 
-from ._torch import eval_mode, module_device
+from ._torch import eval_mode, module_device, to_numpy, to_tensor
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -163,6 +163,58 @@ class TorchModel:
             )
         cache[signature] = int(scores.shape[1])
         return cache[signature]
+
+    def predict_scores(self, X, *, batch_size=256, transform=None, dtype=None):
+        """The victim's outputs on ``X`` as numpy: batched, eval mode, no gradients.
+
+        The one "victim -> numpy scores" loop: each batch of ``batch_size`` rows is
+        copied to ``device`` in float32, run through ``module`` in eval mode (the
+        module's own modes are restored afterwards) under ``torch.no_grad()``,
+        optionally mapped by ``transform`` and brought back to the CPU.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Inputs in the victim's layout; never modified.
+        batch_size : int, default=256
+            Rows per forward pass.
+        transform : callable, default=None
+            Applied to each batch's output tensor on ``device`` before the copy
+            back (e.g. ``partial(torch.softmax, dim=1)`` or an argmax); None keeps
+            the raw scores.
+        dtype : numpy dtype, default=None
+            dtype of the result; None keeps the tensor's.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, ...)
+            The (transformed) outputs, row for row. For an empty ``X``, an empty
+            array whose trailing shape and dtype come from one forward pass of a
+            zero row.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skrobust.utils import TorchModel
+        >>> model = TorchModel(torch.nn.Linear(3, 2), torch.device("cpu"))
+        >>> X = np.random.RandomState(0).rand(5, 3)
+        >>> model.predict_scores(X, batch_size=2).shape
+        (5, 2)
+        >>> model.predict_scores(X, transform=lambda s: s.argmax(1)).dtype
+        dtype('int64')
+        """
+        X = np.asarray(X)
+        transform = (lambda scores: scores) if transform is None else transform
+        empty = len(X) == 0
+        if empty:  # one zero row gives the trailing shape and dtype
+            X = np.zeros((1, *X.shape[1:]), dtype=np.float32)
+        parts = []
+        with eval_mode(self.module), torch.no_grad():
+            for start in range(0, len(X), int(batch_size)):
+                scores = self.module(to_tensor(X[start:start + batch_size], self.device))
+                parts.append(to_numpy(transform(scores), dtype))
+        scores = np.concatenate(parts)
+        return scores[:0] if empty else scores
 
     def n_classes(self, n_features=None):
         """Number of classes: ``len(classes)``, else the score columns (a single

@@ -138,3 +138,34 @@ def test_hook_comes_before_the_registry_and_must_return_a_torch_model():
     with pytest.raises(TypeError, match=r"Broken.__skrobust_torch_model__\(\) returned a "
                                         r"Linear, not a skrobust.utils.TorchModel"):
         as_torch_model(Broken())
+
+
+def test_predict_scores_is_batched_in_eval_mode_and_leaves_x_alone():
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.5),
+                                 torch.nn.Linear(8, 3)).train()
+    model = TorchModel(module, torch.device("cpu"), np.array([2, 4, 6]))
+    X = np.random.RandomState(0).rand(11, 4)
+    X_before = X.copy()
+    scores = model.predict_scores(X, batch_size=3)
+    # eval mode (dropout off): batches of 3 give the one-pass result, twice the same
+    with torch.no_grad():
+        expected = module.eval()(torch.as_tensor(X, dtype=torch.float32)).numpy()
+    module.train()
+    np.testing.assert_allclose(scores, expected, rtol=1e-6)
+    np.testing.assert_allclose(model.predict_scores(X, batch_size=5), scores, rtol=1e-6)
+    assert module.training and all(m.training for m in module.modules())  # mode restored
+    np.testing.assert_array_equal(X, X_before)
+    assert scores.dtype == np.float32
+    labels = model.predict_scores(X, transform=lambda s: s.argmax(1))
+    np.testing.assert_array_equal(labels, expected.argmax(1))
+    proba = model.predict_scores(X, transform=lambda s: torch.softmax(s, 1), dtype=np.float64)
+    assert proba.dtype == np.float64
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-6)
+
+
+def test_predict_scores_of_no_rows_keeps_the_output_layout():
+    model = TorchModel(torch.nn.Linear(4, 3), torch.device("cpu"))
+    assert model.predict_scores(np.zeros((0, 4))).shape == (0, 3)
+    labels = model.predict_scores(np.zeros((0, 4)), transform=lambda s: s.argmax(1))
+    assert labels.shape == (0,) and labels.dtype == np.int64
