@@ -1,7 +1,7 @@
 """Kernel two-sample test on (layer) representations: MMDDriftDetector."""
 
+import functools
 import numbers
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -13,15 +13,15 @@ from ..utils._differentiable import as_torch_model, check_float32_range
 from ..utils._features import extract_features
 from ..utils._torch import make_generator, resolve_device
 from ._kernels import (
-    _kernel_block,
     _threads_for,
     fisher_combination,
     kernel_gammas,
     median_gamma,
     mmd2_permutation,
     permutation_matrix,
-    permutation_p_values,
+    witness_scores,
 )
+from ._protocol import detection_rates, drift_result
 
 FLOAT_DTYPES = [np.float64, np.float32]
 KERNELS = ("rbf", "rbf_mixture")
@@ -29,41 +29,10 @@ INPUT, OUTPUT = "input", "output"
 
 #: With ``standardize=True``, a test divides each feature by the standard deviation
 #: of its pooled sample, but never by more than ``SCALE_CAP`` times the reference's
-#: own (``feature_scale_``): otherwise a few extreme rows would inflate the scale and
+#: own (``ref_scale_``): otherwise a few extreme rows would inflate the scale and
 #: shrink every other difference towards 0, hiding any shift.
 SCALE_CAP = 4.0
 _FLOAT_MAX = np.finfo(np.float64).max
-
-
-@dataclass(frozen=True)
-class DriftResult:
-    """Outcome of one two-sample test.
-
-    Attributes
-    ----------
-    statistic : float
-        Unbiased MMD^2 (one layer) or Fisher's statistic ``-2 sum log p_l`` (several
-        layers).
-    p_value : float
-        Permutation p-value ``(1 + #{null >= statistic}) / (1 + n_permutations)``.
-    threshold : float
-        Critical value: the ``k``-th largest null statistic with
-        ``k = floor(alpha (n_permutations + 1))``; ``statistic > threshold`` exactly
-        when ``p_value <= alpha`` (``inf`` when too few permutations to ever reject).
-    is_drift : bool
-        ``p_value <= alpha``.
-    null_statistics : ndarray of shape (n_permutations,)
-        The permutation null of ``statistic``.
-    per_layer : dict of str to DriftResult or None
-        The result of each layer (with several layers, or the single layer itself).
-    """
-
-    statistic: float
-    p_value: float
-    threshold: float
-    is_drift: bool
-    null_statistics: np.ndarray = field(default=None, repr=False, compare=False)
-    per_layer: dict = field(default=None, repr=False, compare=False)
 
 
 def _peak(F):
@@ -107,25 +76,36 @@ def _kernel_features(F, layer):
     return np.clip(F, -_FLOAT_MAX, _FLOAT_MAX)
 
 
-def _threshold(null, alpha):
-    k = int(np.floor(alpha * (len(null) + 1) + 1e-9))
-    if k < 1:
-        return float("inf")
-    return float(np.sort(null)[::-1][k - 1])
+#: Constructor arguments that were renamed: old name -> new name.
+_RENAMED_PARAMS = {"layer": "layers"}
+
+#: Names that are gone and what replaces them: a clear error instead of a bare
+#: AttributeError or TypeError.
+_GONE = {
+    "layer": "the parameter layer is now layers (a layer name or a list of names, as "
+             "in DNRClassifier)",
+    "feature_mean_": "the attribute feature_mean_ is now ref_mean_ (a dict by layer name)",
+    "feature_scale_": "the attribute feature_scale_ is now ref_scale_ (a dict by layer "
+                      "name)",
+    "predict": "predict is gone: the detector tests a whole batch, so it has no "
+               "per-sample decision; use test(X).is_drift for the batch decision and "
+               "score_samples(X) or top_k_suspicious(X) for the rows",
+}
 
 
-def _result(statistics, alpha, per_layer=None):
-    statistics = np.asarray(statistics, dtype=np.float64)
-    if not np.isfinite(statistics).all():  # fail closed: never a p-value from NaN
-        raise ValueError(
-            "The MMD statistic is not finite; the batch cannot be tested (no p-value "
-            "is reported rather than a meaningless one).")
-    p_value = float(permutation_p_values(statistics)[0])
-    return DriftResult(
-        statistic=float(statistics[0]), p_value=p_value,
-        threshold=_threshold(statistics[1:], alpha), is_drift=bool(p_value <= alpha),
-        null_statistics=statistics[1:], per_layer=per_layer,
-    )
+def _refuse_renamed_params(init):
+    """Give a renamed constructor argument a TypeError that names its new name.
+
+    ``functools.wraps`` keeps the signature scikit-learn reads the parameters from.
+    """
+    @functools.wraps(init)
+    def checked_init(self, *args, **kwargs):
+        for old, new in _RENAMED_PARAMS.items():
+            if old in kwargs:
+                raise TypeError(f"{type(self).__name__}: {_GONE[old]}; pass "
+                                f"{new}={kwargs[old]!r}.")
+        init(self, *args, **kwargs)
+    return checked_init
 
 
 class MMDDriftDetector(BaseEstimator):
@@ -145,11 +125,12 @@ class MMDDriftDetector(BaseEstimator):
 default=None
         Network whose layer representations are tested; used as is (never
         refitted). If None, the test runs on ``X`` itself.
-    layer : str, list of str or None, default=None
+    layers : str, list of str or None, default=None
         Layer name(s) as in ``module.named_modules()``; ``"input"`` is ``X`` itself
         and ``"output"`` the network's logits. None means ``"input"`` without an
         estimator and ``"output"`` with one. Several layers give one p-value per
-        layer, combined with Fisher's method.
+        layer, combined with Fisher's method. (Called ``layer`` before; that name
+        now raises a ``TypeError`` that says so.)
     kernel : {"rbf", "rbf_mixture"}, default="rbf"
         ``"rbf"`` is ``exp(-gamma ||x - y||^2)``; ``"rbf_mixture"`` averages five RBF
         kernels whose bandwidths are the base one times ``2^-2, ..., 2^2`` (robust to
@@ -166,7 +147,7 @@ default=None
         symmetric transformation that keeps the permutation test exact (moments of
         the reference alone would make rare features of the batch look extreme and
         inflate the false-positive rate). The pooled scale of a feature is capped at
-        ``SCALE_CAP = 4`` times the reference's own (``feature_scale_``): otherwise
+        ``SCALE_CAP = 4`` times the reference's own (``ref_scale_``): otherwise
         a few extreme rows of the batch would inflate it and shrink every other
         difference towards 0, hiding any shift.
     class_matched : bool, default=False
@@ -178,7 +159,7 @@ default=None
     n_permutations : int, default=100
         Random relabellings of the pooled sample for the null distribution.
     alpha : float, default=0.05
-        Significance level of ``predict``, ``test`` and ``detection_rate``; in (0, 1).
+        Significance level of ``test`` and ``detection_rate``; in (0, 1).
     batch_size : int, default=256
         Samples per forward pass of ``estimator``.
     block_size : int, default=1024
@@ -195,14 +176,17 @@ default=None
         The network (the given one) or None.
     layers_ : list of str
         The tested layers (``["input"]`` without an estimator).
-    X_ref_ : ndarray of shape (n_ref, n_layer_features) or dict
-        Reference representations; a dict by layer name when several layers are
-        tested.
-    gamma_ : float or dict
-        Base RBF precision per layer (a dict when several layers are tested).
-    feature_mean_, feature_scale_ : ndarray, dict or None
-        Reference mean and scale (``standardize`` only): used for the bandwidth and
-        by ``score_samples``.
+    X_ref_ : dict of str to ndarray of shape (n_ref, n_layer_features)
+        Reference representations by layer name (one entry per layer, also with a
+        single layer: ``X_ref_["input"]`` without an estimator).
+    gamma_ : dict of str to float
+        Base RBF precision by layer name.
+    ref_mean_, ref_scale_ : dict of str to ndarray of shape (n_layer_features,) or None
+        Mean and standard deviation of the reference representations by layer name
+        (``standardize=True`` only, else None): they choose the bandwidth, cap the
+        pooled scale of each test and standardise ``score_samples``. (Called
+        ``feature_mean_`` / ``feature_scale_`` before, a name the attacks use for
+        the units of their budget.)
     ref_classes_ : ndarray of shape (n_ref,) or None
         Predicted class index of every reference sample when ``class_matched``.
     seed_ : int
@@ -228,8 +212,10 @@ default=None
     (non-parametric combination), which stays calibrated however dependent the
     layers are.
 
-    ``predict``, ``score`` and ``score_samples`` act on a batch (a two-sample test),
-    so a row's result depends on the other rows of the batch.
+    ``test``, ``score`` and ``score_samples`` act on a batch (a two-sample test), so
+    a row's witness score depends on the other rows of the batch. There is no
+    ``predict``: scikit-learn's ``predict(X)`` gives one answer per sample, while
+    this detector's decision is about the whole batch (``test(X).is_drift``).
 
     Extreme values cannot blind the test. Kernels are computed in float64 on
     features centred on the reference; a squared distance that overflows float64
@@ -254,19 +240,20 @@ default=None
     >>> from skrobust.detection import MMDDriftDetector
     >>> rng = np.random.RandomState(0)
     >>> detector = MMDDriftDetector(random_state=0).fit(rng.randn(200, 5))
-    >>> detector.predict(rng.randn(100, 5))
+    >>> detector.test(rng.randn(100, 5)).is_drift
     False
     >>> result = detector.test(rng.randn(100, 5) + 0.5)
     >>> result.is_drift, result.p_value < 0.05
     (True, True)
     """
 
-    def __init__(self, estimator=None, *, layer=None, kernel="rbf", gamma="median",
+    @_refuse_renamed_params
+    def __init__(self, estimator=None, *, layers=None, kernel="rbf", gamma="median",
                  standardize=False, class_matched=False, n_permutations=100,
                  alpha=0.05, batch_size=256, block_size=1024, device="cpu",
                  random_state=None):
         self.estimator = estimator
-        self.layer = layer
+        self.layers = layers
         self.kernel = kernel
         self.gamma = gamma
         self.standardize = standardize
@@ -300,21 +287,21 @@ default=None
         resolve_device(self.device)
 
     def _resolve_layers(self):
-        layer = self.layer
+        layers = self.layers
         if self.estimator is None:
-            if layer not in (None, INPUT, [INPUT], (INPUT,)):
+            if layers not in (None, INPUT, [INPUT], (INPUT,)):
                 raise ValueError(
-                    f"layer={layer!r} needs a network; without an estimator only "
-                    f"layer=None or 'input' (X itself) is possible.")
+                    f"layers={layers!r} needs a network; without an estimator only "
+                    f"layers=None or 'input' (X itself) is possible.")
             return [INPUT]
-        if layer is None:
+        if layers is None:
             return [OUTPUT]
-        names = [layer] if isinstance(layer, str) else list(layer)
+        names = [layers] if isinstance(layers, str) else list(layers)
         if not names or not all(isinstance(name, str) and name for name in names):
             raise ValueError(
-                f"layer={layer!r} must be a layer name or a non-empty list of names.")
+                f"layers={layers!r} must be a layer name or a non-empty list of names.")
         if len(set(names)) != len(names):
-            raise ValueError(f"layer={layer!r} contains duplicate names.")
+            raise ValueError(f"layers={layers!r} contains duplicate names.")
         return names
 
     # -------------------------------------------------------------- features
@@ -341,11 +328,11 @@ default=None
                 classes = logits.argmax(1)
         return {name: feats[name] for name in names}, classes
 
-    def _as_dict(self, value):
-        return value if isinstance(value, dict) else {self.layers_[0]: value}
-
-    def _from_dict(self, values):
-        return values if len(self.layers_) > 1 else values[self.layers_[0]]
+    def __getattr__(self, name):
+        """Only called for missing attributes: names that are gone say what replaced them."""
+        if name in _GONE:
+            raise AttributeError(f"{type(self).__name__}: {_GONE[name]}.")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _representations(self, X):
         return self._forward(X, self.layers_, self.class_matched)
@@ -390,10 +377,10 @@ default=None
                     f"Rescale X or set standardize=True.")
         if INPUT in feats:  # never keep a view of the caller's array
             feats[INPUT] = np.array(feats[INPUT], copy=True)
-        self.X_ref_ = self._from_dict(feats)
-        self.gamma_ = self._from_dict(gammas)
-        self.feature_mean_ = self._from_dict(means) if self.standardize else None
-        self.feature_scale_ = self._from_dict(scales) if self.standardize else None
+        self.X_ref_ = feats
+        self.gamma_ = gammas
+        self.ref_mean_ = means if self.standardize else None
+        self.ref_scale_ = scales if self.standardize else None
         self.ref_classes_ = classes
         return self
 
@@ -405,7 +392,7 @@ default=None
 
     def _reference_rows(self, rng, classes, size):
         """Rows of the reference for one test: all, a random subset or class-matched."""
-        n_ref = len(next(iter(self._as_dict(self.X_ref_).values())))
+        n_ref = len(self.X_ref_[self.layers_[0]])
         if self.class_matched:
             rows = []
             for label, count in zip(*np.unique(classes, return_counts=True)):
@@ -424,8 +411,7 @@ default=None
 
     def _run_test(self, feats, ref_rows, generator, classes=None):
         device = resolve_device(self.device)
-        refs = self._as_dict(self.X_ref_)
-        gammas = self._as_dict(self.gamma_)
+        refs, gammas = self.X_ref_, self.gamma_
         n = len(next(iter(feats.values())))
         N = n + len(ref_rows)
         stats = {}
@@ -439,11 +425,11 @@ default=None
                 stats[name] = mmd2_permutation(
                     Z, n, kernel_gammas(gammas[name], self.kernel), U,
                     block_size=self.block_size).cpu().numpy()
-        per_layer = {name: _result(s, self.alpha) for name, s in stats.items()}
+        per_layer = {name: drift_result(s, self.alpha) for name, s in stats.items()}
         if len(self.layers_) == 1:
-            return _result(stats[self.layers_[0]], self.alpha, per_layer)
+            return drift_result(stats[self.layers_[0]], self.alpha, per_layer)
         fisher = fisher_combination(np.stack([stats[name] for name in self.layers_]))
-        return _result(fisher, self.alpha, per_layer)
+        return drift_result(fisher, self.alpha, per_layer)
 
     def _pooled(self, F, R, name):
         """The pooled sample (batch ``F``, then reference rows ``R``) the kernel sees.
@@ -458,7 +444,7 @@ default=None
             np.clip(Z, -_FLOAT_MAX, _FLOAT_MAX, out=Z)
             if self.standardize:
                 std = _std(Z)
-                cap = SCALE_CAP * np.asarray(self._as_dict(self.feature_scale_)[name])
+                cap = SCALE_CAP * np.asarray(self.ref_scale_[name])
                 Z /= np.fmin(np.where(std > 0, std, 1.0), cap)
                 np.clip(Z, -_FLOAT_MAX, _FLOAT_MAX, out=Z)
         return Z
@@ -501,20 +487,6 @@ default=None
         """
         return self.test(X).p_value
 
-    def predict(self, X):
-        """Whether drift (or an attack) is detected in the batch ``X`` at ``alpha``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            The batch (at least 2 samples).
-
-        Returns
-        -------
-        is_drift : bool
-        """
-        return self.test(X).is_drift
-
     def score_samples(self, X):
         """Witness-function score of each sample of the batch (low = suspicious).
 
@@ -536,34 +508,32 @@ default=None
         X = self._validate(X)
         feats, _ = self._representations(X)
         device = resolve_device(self.device)
-        refs, gammas = self._as_dict(self.X_ref_), self._as_dict(self.gamma_)
-        n = len(X)
-        scores = np.zeros(n)
+        scores = np.zeros(len(X))
         for name in self.layers_:
-            g = kernel_gammas(gammas[name], self.kernel)
-            F = _kernel_features(feats[name], name)
-            R = np.asarray(refs[name], dtype=np.float64)
-            if self.standardize:
-                mean = self._as_dict(self.feature_mean_)[name]
-                scale = self._as_dict(self.feature_scale_)[name]
-            else:
-                mean, scale = _mean(R), 1.0
-            with np.errstate(over="ignore"):  # saturated: isolated points
-                F, R = (np.clip((A - mean) / scale, -_FLOAT_MAX, _FLOAT_MAX)
-                        for A in (F, R))
-            F = torch.as_tensor(F, device=device)
-            R = torch.as_tensor(R, device=device)
-            for start in range(0, n, self.block_size):
-                block = F[start:start + self.block_size]
-                to_ref = _kernel_block(block, R, g).mean(1)
-                K = _kernel_block(block, F, g)
-                rows = torch.arange(len(block))
-                self_terms = K[rows, rows + start]
-                to_batch = (K.sum(1) - self_terms) / (n - 1)
-                scores[start:start + len(block)] += (to_ref - to_batch).cpu().numpy()
+            F, R = self._scoring_view(feats[name], name)
+            scores += witness_scores(
+                torch.as_tensor(F, device=device), torch.as_tensor(R, device=device),
+                kernel_gammas(self.gamma_[name], self.kernel),
+                block_size=self.block_size).cpu().numpy()
         if not np.isfinite(scores).all():  # cannot happen with the safe kernel: fail closed
             raise ValueError("The witness scores are not finite; X cannot be scored.")
         return (scores / len(self.layers_)).astype(X.dtype, copy=False)
+
+    def _scoring_view(self, F, name):
+        """Batch ``F`` and reference of layer ``name`` as ``score_samples`` sees them.
+
+        float64, centred on the reference (standardised by its moments with
+        ``standardize``), saturated at the largest float64.
+        """
+        F = _kernel_features(F, name)
+        R = np.asarray(self.X_ref_[name], dtype=np.float64)
+        if self.standardize:
+            mean, scale = self.ref_mean_[name], self.ref_scale_[name]
+        else:
+            mean, scale = _mean(R), 1.0
+        with np.errstate(over="ignore"):  # saturated: isolated points
+            return tuple(np.clip((A - mean) / scale, -_FLOAT_MAX, _FLOAT_MAX)
+                         for A in (F, R))
 
     def top_k_suspicious(self, X, k=100):
         """Indices of the ``k`` most suspicious samples of ``X``, most suspicious first.
@@ -611,7 +581,7 @@ default=None
         X = self._validate(X)
         check_scalar(n_repeats, "n_repeats", numbers.Integral, min_val=1)
         check_scalar(sample_size, "sample_size", numbers.Integral, min_val=2)
-        n_ref = len(next(iter(self._as_dict(self.X_ref_).values())))
+        n_ref = len(self.X_ref_[self.layers_[0]])
         if sample_size > len(X) or (sample_size > n_ref and not self.class_matched):
             raise ValueError(
                 f"sample_size={sample_size} exceeds the {len(X)} samples of X or the "
@@ -619,17 +589,15 @@ default=None
         feats, classes = self._representations(X)
         rng = np.random.RandomState(self.seed_)
         generator = make_generator(self.seed_, "cpu")
-        hits = dict.fromkeys([*self.layers_, "combined"], 0)
-        for _ in range(n_repeats):
-            rows = np.sort(rng.choice(len(X), sample_size, replace=False))
+
+        def test_rows(rows):
             sub = {name: f[rows] for name, f in feats.items()}
             sub_classes = None if classes is None else classes[rows]
             ref_rows = self._reference_rows(rng, sub_classes, sample_size)
-            result = self._run_test(sub, ref_rows, generator, sub_classes)
-            hits["combined"] += result.is_drift
-            for name, layer_result in result.per_layer.items():
-                hits[name] += layer_result.is_drift
-        rates = {name: count / n_repeats for name, count in hits.items()}
+            return self._run_test(sub, ref_rows, generator, sub_classes)
+
+        rates = detection_rates(test_rows, len(X), self.layers_, n_repeats=n_repeats,
+                                sample_size=sample_size, rng=rng)
         if len(self.layers_) == 1:
             return rates[self.layers_[0]]
         return rates
