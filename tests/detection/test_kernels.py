@@ -10,6 +10,7 @@ from skrobust.detection._kernels import (
     mmd2_permutation,
     permutation_matrix,
     permutation_p_values,
+    witness_scores,
 )
 
 
@@ -145,3 +146,34 @@ def test_kernels_are_finite_for_any_finite_input():
     assert rbf_kernel(X32, gamma=1.0)[0, 1] == 0 and np.isfinite(rbf_kernel(X32)).all()
     assert np.isfinite(mmd2_unbiased(X[:3], X[2:], gamma=0.5))
     assert median_gamma(np.array([[0.0], [1e200], [-1e200]])) == 0.0  # refused by fit
+
+
+def naive_witness(F, R, gamma, kernel="rbf"):
+    K_ref = rbf_kernel(F, R, gamma=gamma, kernel=kernel)
+    K = rbf_kernel(F, F, gamma=gamma, kernel=kernel)
+    return K_ref.mean(1) - (K.sum(1) - np.diag(K)) / (len(F) - 1)
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "rbf_mixture"])
+def test_witness_scores_match_definition_and_ignore_order_and_blocks(kernel):
+    rng = np.random.RandomState(0)
+    F, R = rng.randn(23, 3) + 0.5, rng.randn(40, 3)
+    gammas = kernel_gammas(0.3, kernel)
+    expected = naive_witness(F, R, 0.3, kernel)
+    for block_size in (1, 5, 23, 1024):
+        scores = witness_scores(torch.from_numpy(F), torch.from_numpy(R), gammas,
+                                block_size=block_size)
+        assert scores.dtype == torch.float64 and scores.shape == (23,)
+        np.testing.assert_allclose(scores.numpy(), expected, rtol=1e-12, atol=1e-14)
+    order = rng.permutation(23)
+    permuted = witness_scores(torch.from_numpy(F[order]), torch.from_numpy(R), gammas)
+    np.testing.assert_allclose(permuted.numpy(), expected[order], rtol=1e-12, atol=1e-14)
+
+
+def test_witness_scores_are_low_where_the_batch_leaves_the_reference():
+    rng = np.random.RandomState(1)
+    R = rng.randn(300, 2)
+    F = np.vstack([rng.randn(45, 2), rng.randn(5, 2) + 6.0])
+    scores = witness_scores(torch.from_numpy(F), torch.from_numpy(R), (0.5,)).numpy()
+    assert scores[45:].max() < np.median(scores[:45])
+    assert scores[45:].mean() < scores[:45].min()
