@@ -38,8 +38,6 @@ def _gamma(svc):
 def _binary_parts(estimator):
     """``("rbf", gamma, support, vectors, dual)`` or ``("linear", w, b)`` of one
     fitted binary estimator whose positive decision means the positive class."""
-    from sklearn.svm import SVC
-
     if isinstance(estimator, SVC):
         if len(estimator.classes_) != 2:
             raise TypeError("Only binary SVCs can be re-expressed per class.")
@@ -156,24 +154,6 @@ def scaler_module(scaler, dtype=torch.float64):
     Expects inputs in ``dtype``.
     """
     return nn.Identity() if scaler is None else sklearn_to_torch(scaler, dtype=dtype)
-
-
-class Standardize(nn.Module):
-    """``(x - mean) / scale`` of a fitted StandardScaler (identity when None)."""
-
-    def __init__(self, scaler=None, dtype=torch.float64):
-        super().__init__()
-        self.active = scaler is not None
-        if self.active:
-            mean = scaler.mean_ if scaler.with_mean else np.zeros(scaler.n_features_in_)
-            scale = scaler.scale_ if scaler.with_std else np.ones(scaler.n_features_in_)
-            self.register_buffer("mean", torch.as_tensor(mean, dtype=dtype))
-            self.register_buffer("scale", torch.as_tensor(scale, dtype=dtype))
-
-    def forward(self, x):
-        if not self.active:
-            return x
-        return (x.to(self.mean.dtype) - self.mean) / self.scale
 
 
 def _check_ova(ovr):
