@@ -5,6 +5,7 @@ from skrobust.models._skorch import default_net
 from skrobust.defenses import AdversarialTrainer, DNRClassifier
 from skrobust.attacks import PGDExpTransformer
 from skrobust.attacks import APGDTransformer
+from skrobust.attacks import FABTransformer
 from skrobust.attacks import SquareAttackTransformer
 from skrobust.attacks import AdaptiveRejectionTransformer
 from skrobust.detection import MMDDriftDetector
@@ -29,6 +30,9 @@ def small_instances():
     yield SquareAttackTransformer(tiny_net(), eps=0.1, n_queries=5, **common)
     yield APGDTransformer(tiny_net(), eps=0.1, n_iter=3, random_start=False, **common)
     yield APGDTransformer(tiny_net(), eps=0.1, n_iter=3, norm=2, n_restarts=2, **common)
+    # FAB-T: one start at the clean point, so row-independent (an L2 instance's
+    # steps carry the victim's batch-size-dependent float32 rounding, ~3e-7, into X_adv)
+    yield FABTransformer(tiny_net(), eps=0.1, n_iter=3, **common)
     # row-independent without random starts
     yield AdaptiveRejectionTransformer(tiny_net(), eps=0.1, n_iter=3, n_target_classes=2,
                                        random_start=False, **common)

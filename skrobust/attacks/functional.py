@@ -577,3 +577,8 @@ def _square_l2(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, p_
         x_best[active[better]] = candidate[better]
         margin[active[better]] = new_margin[better]
     return x_best, margin, queries
+
+
+# kernels in their own modules build on the steps above; imported last, so that
+# they find this module's names defined
+from ._functional_fab import boundary_projection, fab  # noqa: E402
