@@ -8,7 +8,7 @@ import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.frozen import FrozenEstimator
 
-from ..utils._differentiable import SUPPORTED_VICTIMS, TorchModel, as_torch_model
+from ..utils._differentiable import SUPPORTED_VICTIMS, TorchModel, as_torch_model, unfrozen
 from ..utils._sklearn_torch import check_convertible, is_convertible
 from ..utils._torch import is_skorch_net, resolve_device
 from ._skorch import default_net, fit_net, size_net
@@ -132,7 +132,6 @@ def model_name(estimator):
     -------
     str
     """
-    while isinstance(estimator, FrozenEstimator):
-        estimator = estimator.estimator
+    estimator = unfrozen(estimator)
     estimator = getattr(estimator, "estimator_", estimator)
     return type(getattr(estimator, "module_", estimator)).__name__
