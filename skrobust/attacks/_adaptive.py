@@ -9,23 +9,14 @@ the representations look like those of that class, and only then maximises the
 reject-aware margin of the defended scores.
 """
 
-import numbers
-
 import numpy as np
 import torch
-from sklearn.utils.validation import check_scalar
 
-from ._base import BaseAttack, resolve_norm
+from ..utils._docstrings import fill_doc
+from ._base import ATTACK_PARAMS, BaseAttack, finite, resolve_norm
 from ._functional_apgd import apgd_run, apgd_start
-from ._pgd_exp import nearest_other_class, reject_margin_loss
+from ._pgd_exp import nearest_other_class, reject_margin_loss, reject_threshold
 from .functional import two_class_scores
-
-
-def _threshold(module):
-    threshold = getattr(module, "reject_threshold", None)
-    if threshold is None or not np.isfinite(threshold):
-        return None
-    return float(threshold)
 
 
 def _targeted_margin(logits, target):
@@ -109,7 +100,7 @@ def adaptive_reject_attack(module, x, y, *, eps, norm="inf", n_iter=100, n_targe
     adversarial example defenses", NeurIPS 2020. S. Sabour, Y. Cao, F. Faghri and
     D. J. Fleet, "Adversarial manipulation of deep representations", ICLR 2016.
     """
-    threshold = _threshold(module)
+    threshold = reject_threshold(module)
     net = getattr(module, "net", module)
     layers = _Layers(module) if pool_x is not None and hasattr(module, "layer_outputs") else None
     common = dict(eps=eps, norm=norm, n_iter=n_iter, clip_min=clip_min, clip_max=clip_max)
@@ -174,6 +165,7 @@ def adaptive_reject_attack(module, x, y, *, eps, norm="inf", n_iter=100, n_targe
     return x_adv.detach()
 
 
+@fill_doc
 class AdaptiveRejectionTransformer(BaseAttack):
     """Two-stage adaptive attack on a classifier with a reject option, as a transformer.
 
@@ -198,10 +190,8 @@ class AdaptiveRejectionTransformer(BaseAttack):
         ``reject_threshold``, as DNR's does; without them the attack falls back
         to the defended scores and skips feature mimicry. If None, a small MLP is
         fitted.
-    eps : float, default=0.3
-        Maximum perturbation in the ``norm`` ball.
-    norm : {"inf", 2}, default="inf"
-        The norm of the budget.
+    {eps}
+    {norm}
     n_iter : int, default=100
         APGD iterations of each stage.
     n_target_classes : int, default=3
@@ -215,27 +205,11 @@ class AdaptiveRejectionTransformer(BaseAttack):
         APGD does. The start is drawn per batch, so outputs then depend on the
         order of the rows; set False (stage 1 starts at the input) for
         row-independent outputs.
-    clip_min, clip_max : float, array-like of shape (n_features,) or None, default=0.0, 1.0
-        Bounds of the input domain; None disables a bound.
-    batch_size : int, default=256
-        Samples per batch.
-    device : str or torch.device, default="cpu"
-        Device on which a victim fitted here is trained and attacked.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the random starts of stage 1.
-    verbose : int, default=0
-        Show a progress bar over batches when > 0.
+    {clip}
+    {runtime_starts}
 
-    Attributes
-    ----------
-    estimator_ : object
-        The victim.
-    classes_ : ndarray of shape (n_classes,)
-        Class labels seen in ``fit``.
-    n_features_in_ : int
-        Number of features seen in ``fit``.
-    seed_ : int
-        Seed drawn from ``random_state`` in ``fit``.
+    {attributes}
+    {seed_}
     X_pool_, y_pool_ : ndarray
         The data of ``fit`` (label indices), the targets of feature mimicry; only
         with ``feature_mimicry=True``.
@@ -263,6 +237,14 @@ class AdaptiveRejectionTransformer(BaseAttack):
     True
     """
 
+    _parameter_constraints = {
+        **{name: rule for name, rule in ATTACK_PARAMS.items() if name != "targeted"},
+        "n_iter": [finite(1, integer=True)],
+        "n_target_classes": [finite(1, integer=True)],
+        "feature_mimicry": ["boolean"],
+        "random_start": ["boolean"],
+    }
+
     def __init__(self, estimator=None, *, eps=0.3, norm="inf", n_iter=100,
                  n_target_classes=3, feature_mimicry=True, random_start=True, clip_min=0.0,
                  clip_max=1.0, batch_size=256, device="cpu", random_state=None, verbose=0):
@@ -280,14 +262,7 @@ class AdaptiveRejectionTransformer(BaseAttack):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check_attack_params(self):
-        check_scalar(self.n_iter, "n_iter", numbers.Integral, min_val=1)
-        check_scalar(self.n_target_classes, "n_target_classes", numbers.Integral, min_val=1)
-        if not isinstance(self.feature_mimicry, (bool, np.bool_)):
-            raise ValueError(f"feature_mimicry={self.feature_mimicry!r} must be a bool.")
-        if not isinstance(self.random_start, (bool, np.bool_)):
-            raise ValueError(f"random_start={self.random_start!r} must be a bool.")
-
+    @fill_doc
     def fit(self, X, y):
         """Fit the victim (unless frozen) and keep ``(X, y)`` for feature mimicry.
 
@@ -295,13 +270,9 @@ class AdaptiveRejectionTransformer(BaseAttack):
         ----------
         X : array-like of shape (n_samples, n_features)
             Data of known classes: the targets of feature mimicry.
-        y : array-like of shape (n_samples,)
-            Class labels.
+        {y_fit}
 
-        Returns
-        -------
-        self : object
-            The fitted transformer.
+        {returns_self}
         """
         super().fit(X, y)
         if self.feature_mimicry:

@@ -3,10 +3,12 @@ import numbers
 import numpy as np
 from sklearn.utils.validation import check_scalar
 
+from ..utils._docstrings import fill_doc
 from ._base import ATTACK_PARAMS, BaseAttack, finite, resolve_norm, share
 from ._functional_apgd import LOSSES, apgd
 
 
+@fill_doc
 class APGDTransformer(BaseAttack):
     """Auto-PGD (APGD) as a scikit-learn transformer.
 
@@ -24,14 +26,9 @@ class APGDTransformer(BaseAttack):
 
     Parameters
     ----------
-    estimator : skorch classifier, FrozenEstimator or torch.nn.Module, default=None
-        Victim model. A ``FrozenEstimator`` or a ``torch.nn.Module`` (returning
-        logits) is used as is; anything else is cloned and fitted in ``fit``. If
-        None, a small MLP from :mod:`skrobust.models` is fitted.
-    eps : float, default=0.3
-        Maximum perturbation in the ``norm`` ball.
-    norm : {"inf", 2}, default="inf"
-        The Lp norm of the perturbation budget.
+    {estimator}
+    {eps}
+    {norm}
     loss : {"ce", "dlr"}, default="ce"
         Cross-entropy or difference-of-logits-ratio (needs at least 3 classes, 4
         when targeted or with ``n_target_classes``).
@@ -45,9 +42,8 @@ class APGDTransformer(BaseAttack):
         highest-scoring other classes of the clean input in turn (at most
         ``n_classes - 1``), on the samples not yet fooled: AutoAttack's APGD-T. The
         goal stays untargeted; ``generate`` takes the true labels.
-    targeted : bool, default=False
-        If True, ``generate(X, y)`` moves X towards the classes ``y``. Incompatible
-        with ``n_target_classes``.
+    {targeted}
+        Incompatible with ``n_target_classes``.
     rho : float, default=0.75
         The step size is kept only when the loss increased on more than this
         share of the steps since the last checkpoint.
@@ -57,28 +53,12 @@ class APGDTransformer(BaseAttack):
         Start each run from a random point on the surface of the ``eps``-ball, as
         AutoAttack does. The start is drawn per batch, so outputs then depend on the order of
         the rows; set False for row-independent outputs.
-    clip_min, clip_max : float, array-like of shape (n_features,) or None, default=0.0, 1.0
-        Bounds of the input domain; None disables a bound.
-    batch_size : int, default=256
-        Samples per forward/backward pass; bounds the memory used.
-    device : str or torch.device, default="cpu"
-        Device on which a victim fitted by this transformer is trained and attacked.
-        A frozen victim is attacked on its own device.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the random starts and the training of a victim fitted here.
-    verbose : int, default=0
-        Show a progress bar over batches when > 0.
+    {clip}
+    {runtime_starts}
 
-    Attributes
-    ----------
-    estimator_ : skorch classifier, FrozenEstimator or torch.nn.Module
-        The victim: the given one when frozen or a module, else the fitted clone.
-    classes_ : ndarray of shape (n_classes,)
-        Class labels seen in ``fit``.
-    n_features_in_ : int
-        Number of features seen in ``fit``.
-    seed_ : int
-        Seed drawn from ``random_state`` in ``fit``; random starts use it.
+    {attributes}
+    {seed_}
+        Random starts use it.
 
     See Also
     --------
@@ -99,11 +79,8 @@ class APGDTransformer(BaseAttack):
 
     Examples
     --------
-    >>> from sklearn.datasets import make_classification
-    >>> from sklearn.preprocessing import minmax_scale
+    {example_data}
     >>> from skrobust.attacks import APGDTransformer
-    >>> X, y = make_classification(n_samples=100, n_features=5, random_state=0)
-    >>> X = minmax_scale(X)
     >>> attack = APGDTransformer(eps=0.1, n_iter=10, random_state=0).fit(X, y)
     >>> X_adv = attack.generate(X, y)
     >>> round(float(abs(X_adv - X).max()), 6)

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from ..models._victim import fit_victim, needs_fit, victim_torch_model
 from ..utils._dask import is_dask_array, map_row_blocks
 from ..utils._differentiable import check_float32_range, check_victim_width
+from ..utils._docstrings import fill_doc
 from ..utils._torch import (copy_into, eval_mode, make_generator, resolve_device, to_device,
                             to_numpy)
 from ..utils._validation import check_bound
@@ -117,6 +118,7 @@ class BaseAttack(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     _supports_constraints = False
     _parameter_constraints = ATTACK_PARAMS
 
+    @fill_doc
     def fit(self, X, y):
         """Fit the victim (unless it is frozen or a torch module) and record the classes.
 
@@ -124,13 +126,9 @@ class BaseAttack(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features)
             Training data; used to fit a clone of ``estimator`` when it is not frozen.
-        y : array-like of shape (n_samples,)
-            Class labels.
+        {y_fit}
 
-        Returns
-        -------
-        self : object
-            The fitted transformer.
+        {returns_self}
         """
         X, y = validate_data(self, X, y, dtype=FLOAT_DTYPES)
         check_classification_targets(y)
@@ -258,6 +256,7 @@ class BaseAttack(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                         "each feature's standard deviation")
         return message + "."
 
+    @fill_doc
     def transform(self, X):
         """Adversarial examples against the victim's own predictions.
 
@@ -267,15 +266,11 @@ class BaseAttack(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like or Dask array of shape (n_samples, n_features)
-            Inputs within ``[clip_min, clip_max]``. A Dask array is attacked lazily,
-            one row-chunk at a time, and a Dask array is returned.
+        {X_attack}
 
         Returns
         -------
-        X_adv : ndarray, DataFrame or Dask array of shape (n_samples, n_features)
-            Adversarial inputs, of X's float dtype; a DataFrame with X's columns
-            and index under ``set_output(transform="pandas")``.
+        {X_adv}
         """
         if is_dask_array(X):
             check_is_fitted(self)
@@ -283,6 +278,7 @@ class BaseAttack(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         X = self._validate_X(X)
         return self._attack(X, None)
 
+    @fill_doc
     def generate(self, X, y):
         """Adversarial examples for given labels.
 
@@ -291,17 +287,13 @@ class BaseAttack(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like or Dask array of shape (n_samples, n_features)
-            Inputs within ``[clip_min, clip_max]``. A Dask array is attacked lazily,
-            one row-chunk at a time, and a Dask array is returned.
+        {X_attack}
         y : array-like or Dask array of shape (n_samples,)
             True labels, or target labels when ``targeted=True``.
 
         Returns
         -------
-        X_adv : ndarray, DataFrame or Dask array of shape (n_samples, n_features)
-            Adversarial inputs, of X's float dtype; a DataFrame with X's columns
-            and index under ``set_output(transform="pandas")``.
+        {X_adv}
         """
         if is_dask_array(X):
             check_is_fitted(self)

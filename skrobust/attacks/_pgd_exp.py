@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..utils._dask import is_dask_array
+from ..utils._docstrings import fill_doc
 
 from ._base import ATTACK_PARAMS, BaseAttack, finite
 from .functional import _per_sample_norm, project
@@ -56,13 +57,20 @@ def reject_margin_loss(scores, y, *, threshold=None, targeted=False):
     return other - own
 
 
+def reject_threshold(module):
+    """The reject threshold ``module.reject_threshold`` as a float; None when the
+    module has none or it is not finite (no reject option)."""
+    threshold = getattr(module, "reject_threshold", None)
+    if threshold is None or not np.isfinite(threshold):
+        return None
+    return float(threshold)
+
+
 def _per_sample_loss(module, x, y, loss, targeted):
     scores = module(x)
     if loss == "margin":
-        threshold = getattr(module, "reject_threshold", None)
-        if threshold is not None and not np.isfinite(threshold):
-            threshold = None
-        values = reject_margin_loss(scores, y, threshold=threshold, targeted=targeted)
+        values = reject_margin_loss(scores, y, threshold=reject_threshold(module),
+                                    targeted=targeted)
     else:
         logits = scores if scores.shape[1] > 1 else torch.cat(
             [torch.zeros_like(scores), scores], dim=1)
@@ -230,6 +238,7 @@ def nearest_other_class(x, y, pool_x, pool_y, *, targeted=False):
     return torch.where(found.view(-1, *([1] * (x.dim() - 1))), pool_x[best].view_as(x), x)
 
 
+@fill_doc
 class PGDExpTransformer(BaseAttack):
     """L2 PGD with exponential line search (secml's PGDExp) as a scikit-learn transformer.
 
@@ -261,8 +270,7 @@ class PGDExpTransformer(BaseAttack):
         Reject-aware margin or cross-entropy.
     norm : {2}, default=2
         Only the L2 norm is supported.
-    targeted : bool, default=False
-        If True, ``generate(X, y)`` moves X towards the classes ``y``.
+    {targeted}
     early_stop : bool, default=False
         Stop a sample as soon as it is adversarial (margin loss > 0); needs
         ``loss="margin"``. Cheaper for security evaluations, which only count
@@ -273,27 +281,15 @@ class PGDExpTransformer(BaseAttack):
         projected onto the ``eps``-ball, and keep, per sample, the run with the
         higher loss (secml's ``double_init_ds``). Costs two attacks; it escapes the
         flat regions where RBF scores (DNR) have no gradient.
-    clip_min, clip_max : float, array-like of shape (n_features,) or None, default=0.0, 1.0
-        Bounds of the input domain; None disables a bound.
-    batch_size : int, default=256
-        Samples per batch.
-    device : str or torch.device, default="cpu"
-        Device on which a victim fitted by this transformer is trained and attacked.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the training of a victim fitted here (the attack is deterministic).
-    verbose : int, default=0
-        Show a progress bar over batches when > 0.
+    {clip}
+    {batch_size}
+    {device}
+    {random_state}
+        The attack itself is deterministic.
+    {verbose}
 
-    Attributes
-    ----------
-    estimator_ : object
-        The victim.
-    classes_ : ndarray of shape (n_classes,)
-        Class labels seen in ``fit``.
-    n_features_in_ : int
-        Number of features seen in ``fit``.
-    seed_ : int
-        Seed drawn from ``random_state`` in ``fit``.
+    {attributes}
+    {seed_}
 
     See Also
     --------
@@ -307,11 +303,8 @@ class PGDExpTransformer(BaseAttack):
 
     Examples
     --------
-    >>> from sklearn.datasets import make_classification
-    >>> from sklearn.preprocessing import minmax_scale
+    {example_data}
     >>> from skrobust.attacks import PGDExpTransformer
-    >>> X, y = make_classification(n_samples=100, n_features=5, random_state=0)
-    >>> X = minmax_scale(X)
     >>> attack = PGDExpTransformer(eps=0.5, n_iter=10, random_state=0).fit(X, y)
     >>> X_adv, history = attack.generate_with_history(X, y)
     >>> history.loss.shape
@@ -365,6 +358,7 @@ class PGDExpTransformer(BaseAttack):
                 f"got loss={self.loss!r}."
             )
 
+    @fill_doc
     def fit(self, X, y):
         """Fit the victim (unless frozen) and, with ``double_init``, keep ``(X, y)``.
 
@@ -372,13 +366,9 @@ class PGDExpTransformer(BaseAttack):
         ----------
         X : array-like of shape (n_samples, n_features)
             Training data; the pool of second starts when ``double_init=True``.
-        y : array-like of shape (n_samples,)
-            Class labels.
+        {y_fit}
 
-        Returns
-        -------
-        self : object
-            The fitted transformer.
+        {returns_self}
         """
         super().fit(X, y)
         if self.double_init:

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from ..models._skorch import is_skorch_net
 from ..models._victim import needs_fit
 from ..utils._differentiable import TorchModel
+from ..utils._docstrings import fill_doc
 from ..utils._torch import copy_into, eval_mode, to_device, to_numpy
 from ._base import (CONSTRAINED_ATTACK_PARAMS, BaseAttack, _torch_dtype, finite, resolve_norm,
                     share)
@@ -65,6 +66,7 @@ def resolve_image_shape(image_shape, n_features, *, constrained=False):
     return shape
 
 
+@fill_doc
 class SquareAttackTransformer(BaseAttack):
     """Square Attack (Linf and L2) as a scikit-learn transformer: black-box, score-based.
 
@@ -124,43 +126,21 @@ class SquareAttackTransformer(BaseAttack):
         ``"auto"``: a square single-channel image when ``n_features`` is a perfect
         square of side >= 4 (784 -> ``(1, 28, 28)``) and no feature constraint is
         set, else tabular. None: tabular data.
-    targeted : bool, default=False
-        If True, ``generate(X, y)`` moves X towards the classes ``y``.
-    clip_min, clip_max : float, array-like of shape (n_features,), "data" or None, \
-            default=0.0, 1.0
-        Bounds of the input domain, as in :class:`PGDTransformer`.
-    eps_scale : {None, "std", "range"}, default=None
-        Measure ``eps`` in units of each feature's standard deviation or range.
-    immutable : array-like of bool of shape (n_features,) or of int, default=None
-        Mask or indices of features that are never changed.
-    integer_features : array-like of bool of shape (n_features,) or of int, \
-            default=None
-        Mask or indices of integer-valued features, kept integral.
+    {targeted}
+    {feature_constraints}
     batch_size : int, default=1024
         Samples attacked together (one victim call per query and batch).
     device : str or torch.device, default="cpu"
         Device on which a default victim fitted here is trained.
     random_state : int, RandomState instance or None, default=None
         Seeds the random search (and the training of a victim fitted here).
-    verbose : int, default=0
-        Show a progress bar over batches when > 0.
+    {verbose}
 
-    Attributes
-    ----------
-    estimator_ : classifier, FrozenEstimator or torch.nn.Module
-        The victim.
-    classes_ : ndarray of shape (n_classes,)
-        Class labels seen in ``fit``.
-    n_features_in_ : int
-        Number of features seen in ``fit``.
+    {attributes}
     image_shape_ : tuple (C, H, W) or None
         The image layout in use; None for the tabular search.
-    clip_min_, clip_max_ : float, ndarray of shape (n_features,) or None
-        The bounds in use.
-    feature_scale_ : ndarray of shape (n_features,)
-        Per-feature unit of ``eps``.
-    seed_ : int
-        Seed drawn from ``random_state`` in ``fit``.
+    {fitted_constraints_}
+    {seed_}
 
     See Also
     --------
@@ -173,12 +153,9 @@ class SquareAttackTransformer(BaseAttack):
 
     Examples
     --------
-    >>> from sklearn.datasets import make_classification
+    {example_data}
     >>> from sklearn.ensemble import RandomForestClassifier
-    >>> from sklearn.preprocessing import minmax_scale
     >>> from skrobust.attacks import SquareAttackTransformer
-    >>> X, y = make_classification(n_samples=100, n_features=5, random_state=0)
-    >>> X = minmax_scale(X)
     >>> forest = RandomForestClassifier(n_estimators=10, random_state=0)
     >>> attack = SquareAttackTransformer(forest, eps=0.1, n_queries=50, random_state=0)
     >>> X_adv = attack.fit(X, y).generate(X, y)

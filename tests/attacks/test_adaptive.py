@@ -7,6 +7,7 @@ from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.frozen import FrozenEstimator
 from sklearn.preprocessing import minmax_scale
+from sklearn.utils._param_validation import InvalidParameterError
 from torch import nn
 
 from skrobust.attacks import AdaptiveRejectionTransformer, PGDExpTransformer
@@ -86,6 +87,23 @@ def test_same_seed_same_output_and_bad_parameters(rejection_model):
                           ({"random_start": 1}, "random_start")]:
         with pytest.raises(ValueError, match=match):
             clone(attack).set_params(**params).fit(X, y)
+
+
+@pytest.mark.parametrize("params", [
+    {"n_iter": 2.5}, {"n_iter": 0}, {"n_target_classes": np.nan}, {"n_target_classes": 1.0},
+    {"feature_mimicry": 1}, {"random_start": "yes"}, {"eps": -0.1}, {"batch_size": 0},
+    {"random_state": "seed"}])
+def test_parameters_are_checked_by_their_constraints(params):
+    # one rule per parameter, read by scikit-learn's parameter validation at fit:
+    # InvalidParameterError names the parameter and what it accepts (a float
+    # n_iter was a TypeError of check_scalar before)
+    attack = AdaptiveRejectionTransformer(**params)
+    assert set(attack._parameter_constraints) == set(attack.get_params(deep=False))
+    X = np.random.default_rng(0).uniform(size=(12, 4))
+    name = next(iter(params))
+    with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of "
+                                                    "AdaptiveRejectionTransformer must be"):
+        attack.fit(X, np.arange(12) % 3)
 
 
 def test_in_the_default_evaluation_with_reject_label(rejection_model, monkeypatch):
