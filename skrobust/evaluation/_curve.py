@@ -5,7 +5,7 @@ from sklearn.utils import Bunch
 
 from ..attacks._base import resolve_norm
 
-from ._robustness import _check_eps, _check_X_y, _domain, _evaluate
+from ._robustness import _check_eps, _check_X_y, _domain, _evaluate, check_escalation
 from ._sanity import check_monotonic_accuracy, predict_labels, run_sanity_checks
 
 
@@ -21,13 +21,17 @@ def check_eps_values(eps_values):
 
 
 def security_curve(estimator, X, y, eps_values, *, attack=None, norm="inf", clip_min=0.0,
-                   clip_max=1.0, reject_label=None, sanity_checks=True, random_state=None):
+                   clip_max=1.0, reject_label=None, sanity_checks=True, random_state=None,
+                   escalate=True, surrogate=None, non_differentiable=None):
     """Robust accuracy against the perturbation budget: a security-evaluation curve.
 
     At each budget, :func:`evaluate_robustness` runs ``attack`` (or the worst case of
     an ensemble of attacks). The accuracy at ``eps=0`` is the clean accuracy (no
     attack is run). With ``sanity_checks``, the model checks run once and
-    :func:`check_monotonic_accuracy` checks the curve.
+    :func:`check_monotonic_accuracy` checks the curve. Where gradient masking is
+    detected, each budget's evaluation escalates as :func:`evaluate_robustness`
+    does, so every point of the curve is a worst case over the escalated attacks
+    too.
 
     Parameters
     ----------
@@ -57,6 +61,15 @@ def security_curve(estimator, X, y, eps_values, *, attack=None, norm="inf", clip
         Run the sanity checks, warning with a :class:`RobustnessWarning` on failure.
     random_state : int or None, default=None
         Seeds the attacks' random starts.
+    escalate : bool, default=True
+        Escalate at each budget when gradient masking is detected (see
+        :func:`evaluate_robustness`); False keeps the plain protocol.
+    surrogate : fitted classifier or torch.nn.Module or None, default=None
+        A differentiable model whose examples are transferred to ``estimator`` at
+        each budget (see :func:`evaluate_robustness`). Needs ``escalate=True``.
+    non_differentiable : list of str or None, default=None
+        The victim's non-differentiable parts, attacked with straight-through
+        gradients (see :func:`evaluate_robustness`).
 
     Returns
     -------
@@ -89,6 +102,7 @@ def security_curve(estimator, X, y, eps_values, *, attack=None, norm="inf", clip
     """
     eps_values = check_eps_values(eps_values)
     X, y = _check_X_y(X, y)
+    check_escalation(escalate, surrogate)
     attacks = None if attack is None else (
         attack if isinstance(attack, (list, tuple, dict)) else [attack])
     start = time.perf_counter()
@@ -104,7 +118,8 @@ def security_curve(estimator, X, y, eps_values, *, attack=None, norm="inf", clip
             estimator, X, y, eps=eps, norm=norm, attacks=attacks, clip_min=lo, clip_max=hi,
             reject_label=reject_label, sanity_checks=sanity_checks,
             model_checks=sanity_checks and not results, random_state=random_state,
-            bounds_check=bounds_check, y_pred=y_pred)
+            bounds_check=bounds_check, y_pred=y_pred, escalate=escalate,
+            surrogate=surrogate, non_differentiable=non_differentiable)
         # the bounds check is shared; keep one copy
         checks += [c for c in result.sanity_checks if c is not bounds_check]
         accuracy.append(result.robust_accuracy)

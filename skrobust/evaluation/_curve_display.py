@@ -114,7 +114,8 @@ class SecurityCurveDisplay:
     @classmethod
     def from_estimator(cls, estimator, X, y, eps_values, *, attack=None, norm="inf",
                        clip_min=0.0, clip_max=1.0, reject_label=None, sanity_checks=True,
-                       random_state=None, name=None, ax=None, **kwargs):
+                       random_state=None, escalate=True, surrogate=None,
+                       non_differentiable=None, name=None, ax=None, **kwargs):
         """Compute a model's curve with :func:`~skrobust.evaluation.security_curve`, plot it.
 
         Parameters
@@ -141,6 +142,13 @@ class SecurityCurveDisplay:
             Run the sanity checks.
         random_state : int or None, default=None
             Seeds the attacks.
+        escalate : bool, default=True
+            Escalate where gradient masking is detected (see
+            :func:`~skrobust.evaluation.evaluate_robustness`).
+        surrogate : fitted classifier or torch.nn.Module or None, default=None
+            A differentiable model to transfer from (needs ``escalate=True``).
+        non_differentiable : list of str or None, default=None
+            The victim's non-differentiable parts (straight-through gradients).
         name : str, default=None
             Legend label; the estimator's class name when None.
         ax : matplotlib Axes, default=None
@@ -155,7 +163,8 @@ class SecurityCurveDisplay:
         curve = security_curve(estimator, X, y, eps_values, attack=attack, norm=norm,
                                clip_min=clip_min, clip_max=clip_max,
                                reject_label=reject_label, sanity_checks=sanity_checks,
-                               random_state=random_state)
+                               random_state=random_state, escalate=escalate,
+                               surrogate=surrogate, non_differentiable=non_differentiable)
         if name is None:
             name = model_name(estimator)
         display = cls(eps=curve.eps, accuracy=curve.accuracy, name=name, norm=curve.norm,

@@ -98,7 +98,8 @@ def _timing(curve, plot_seconds):
 
 def write_report(estimator, X, y, output_dir, *, eps=0.3, norm="inf", attacks=None,
                  eps_values=None, clip_min=0.0, clip_max=1.0, reject_label=None,
-                 image_shape="auto", n_images=10, model_name=None, random_state=0):
+                 image_shape="auto", n_images=10, model_name=None, random_state=0,
+                 escalate=True, surrogate=None, non_differentiable=None):
     """Evaluate a model and write a self-contained HTML report and a JSON file.
 
     Runs :func:`security_curve` (whose largest budget is ``eps``), whose
@@ -138,6 +139,13 @@ def write_report(estimator, X, y, output_dir, *, eps=0.3, norm="inf", attacks=No
         Name shown in the report; the estimator's class name when None.
     random_state : int or None, default=0
         Seeds the attacks.
+    escalate : bool, default=True
+        Escalate where gradient masking is detected (see :func:`evaluate_robustness`);
+        the report lists what was escalated and why.
+    surrogate : fitted classifier or torch.nn.Module or None, default=None
+        A differentiable model to transfer from (needs ``escalate=True``).
+    non_differentiable : list of str or None, default=None
+        The victim's non-differentiable parts (straight-through gradients).
 
     Returns
     -------
@@ -173,7 +181,8 @@ def write_report(estimator, X, y, output_dir, *, eps=0.3, norm="inf", attacks=No
     eps_values = np.union1d(np.asarray(eps_values, dtype=float), [float(eps)])
     curve = security_curve(estimator, X, y, eps_values, attack=attacks, norm=norm,
                            clip_min=clip_min, clip_max=clip_max, reject_label=reject_label,
-                           random_state=random_state)
+                           random_state=random_state, escalate=escalate, surrogate=surrogate,
+                           non_differentiable=non_differentiable)
     result = next((r for r in curve.results if r.eps == float(eps)), None)
     if model_name is None:
         model_name = name_of(estimator)

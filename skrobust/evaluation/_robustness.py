@@ -605,6 +605,13 @@ def _escalation_stages(plan, attacks, *, reasons, surrogate, eps, norm, clip_min
     return stages
 
 
+def check_escalation(escalate, surrogate):
+    """A surrogate only serves the escalation: refuse one with ``escalate=False``."""
+    if surrogate is not None and not escalate:
+        raise ValueError("surrogate is used by the escalation; set escalate=True, or "
+                         "surrogate=None for the plain protocol.")
+
+
 def _cross_entropy_last(attacks):
     """The ensemble with the APGD runs on the cross-entropy moved to just after the
     last other APGD run (the worst case per sample is the same, only its cost
@@ -626,9 +633,7 @@ def _evaluate(estimator, X, y, *, eps, norm, attacks, clip_min, clip_max, reject
               sanity_checks, model_checks, random_state, bounds_check, y_pred=None,
               escalate=True, surrogate=None, non_differentiable=None):
     eps = _check_eps(eps)
-    if surrogate is not None and not escalate:
-        raise ValueError("surrogate is used by the escalation; set escalate=True, or "
-                         "surrogate=None for the plain protocol.")
+    check_escalation(escalate, surrogate)
     plan = _resolve(estimator, X, escalate=escalate, non_differentiable=non_differentiable)
     victim = plan.victim
     default_ensemble = attacks is None

@@ -312,6 +312,36 @@ def test_a_surrogate_is_transferred_from(mlp_net, data):
         evaluate_robustness(masked, X, y, eps=0.1, non_differentiable=["nope"])
 
 
+def test_the_security_curve_escalates_at_every_budget(mlp_net, data):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from skrobust.evaluation import SecurityCurveDisplay, security_curve
+
+    X, y = data[0][:40], data[1][:40]
+    inner = mlp_net.module_.eval()
+    masked = quantised_model(inner)
+    kwargs = dict(attack=_small_attacks(), random_state=0, sanity_checks=False)
+    eps_values = [0, 0.05, 0.1]
+    plain = security_curve(masked, X, y, eps_values, escalate=False, **kwargs)
+    escalated = security_curve(masked, X, y, eps_values, **kwargs)
+    assert all(r.escalations == [] for r in plain.results)
+    assert all(r.escalations for r in escalated.results)
+    # each point is a worst case over more attacks: never above the plain curve, and
+    # at the largest budget down to what the plain model's own examples leave
+    assert np.all(escalated.accuracy <= plain.accuracy)
+    plain_inner = evaluate_robustness(inner, X, y, eps=0.1, attacks=_small_attacks(),
+                                      escalate=False, random_state=0, sanity_checks=False)
+    bound = _transfer_bound(masked, plain_inner, X, y)
+    assert plain.accuracy[-1] > bound + 0.3
+    assert escalated.accuracy[-1] <= bound + 1.0 / len(X)
+    display = SecurityCurveDisplay.from_estimator(masked, X, y, [0, 0.1], escalate=False,
+                                                  **kwargs)
+    assert display.curve_.results[0].escalations == []
+    with pytest.raises(ValueError, match="escalate=True"):
+        security_curve(masked, X, y, [0], surrogate=inner, escalate=False)
+
+
 def test_a_sound_model_is_not_escalated(mlp_net, data):
     X, y = data
     result = evaluate_robustness(mlp_net, X[:40], y[:40], eps=0.05, attacks=_small_attacks(),
