@@ -5,7 +5,8 @@ from sklearn.utils import Bunch
 
 from ..attacks._base import resolve_norm
 
-from ._robustness import _check_eps, _check_X_y, _domain, _evaluate, check_escalation
+from ._robustness import (_check_eps, _check_X_y, _domain, _evaluate, check_escalation,
+                          resolve_plan)
 from ._sanity import check_monotonic_accuracy, predict_labels, run_sanity_checks
 
 
@@ -107,7 +108,8 @@ def security_curve(estimator, X, y, eps_values, *, attack=None, norm="inf", clip
         attack if isinstance(attack, (list, tuple, dict)) else [attack])
     start = time.perf_counter()
     lo, hi, bounds_check = _domain(X, clip_min, clip_max)
-    y_pred = predict_labels(estimator, X)
+    plan = resolve_plan(estimator, X, escalate=escalate, non_differentiable=non_differentiable)
+    y_pred = predict_labels(plan.victim, X)
     clean_accuracy = float(np.mean(y_pred == y)) if len(y) else 0.0
     accuracy, results, checks = [], [], [bounds_check]
     for eps in eps_values:
@@ -119,13 +121,13 @@ def security_curve(estimator, X, y, eps_values, *, attack=None, norm="inf", clip
             reject_label=reject_label, sanity_checks=sanity_checks,
             model_checks=sanity_checks and not results, random_state=random_state,
             bounds_check=bounds_check, y_pred=y_pred, escalate=escalate,
-            surrogate=surrogate, non_differentiable=non_differentiable)
+            surrogate=surrogate, non_differentiable=non_differentiable, plan=plan)
         # the bounds check is shared; keep one copy
         checks += [c for c in result.sanity_checks if c is not bounds_check]
         accuracy.append(result.robust_accuracy)
         results.append(result)
     if sanity_checks and not results:
-        checks = run_sanity_checks(estimator, X, y, clip_min=lo, clip_max=hi)
+        checks = run_sanity_checks(plan.victim, X, y, clip_min=lo, clip_max=hi)
         checks[0] = bounds_check
     accuracy = np.asarray(accuracy, dtype=float)
     n_samples = len(y)

@@ -498,7 +498,7 @@ def _declared_parts(model, non_differentiable):
     return names
 
 
-def _resolve(estimator, X, *, escalate, non_differentiable):
+def resolve_plan(estimator, X, *, escalate, non_differentiable):
     """The victim resolved once, its declared non-differentiable parts and the
     straight-through and skipped models built from them."""
     victim = resolve_victim(estimator)
@@ -631,10 +631,11 @@ def _cross_entropy_last(attacks):
 
 def _evaluate(estimator, X, y, *, eps, norm, attacks, clip_min, clip_max, reject_label,
               sanity_checks, model_checks, random_state, bounds_check, y_pred=None,
-              escalate=True, surrogate=None, non_differentiable=None):
+              escalate=True, surrogate=None, non_differentiable=None, plan=None):
     eps = _check_eps(eps)
     check_escalation(escalate, surrogate)
-    plan = _resolve(estimator, X, escalate=escalate, non_differentiable=non_differentiable)
+    if plan is None:  # security_curve resolves once for all its budgets
+        plan = resolve_plan(estimator, X, escalate=escalate, non_differentiable=non_differentiable)
     victim = plan.victim
     default_ensemble = attacks is None
     attacks = configure_attacks(attacks, eps=eps, norm=norm, clip_min=clip_min,

@@ -245,6 +245,11 @@ def test_the_victim_is_resolved_once_per_evaluation(mlp_net, data):
                                  attacks=default_attacks(10, n_iter=5, n_queries=0))
     assert result.attacks == ["APGD-CE", "APGD-T", "FGSM"]
     assert victim.n_resolved_ == 1
+    # and once per security curve, whatever the number of budgets
+    curve_victim = _CountingVictim(mlp_net)
+    curve = security_curve(curve_victim, X[:30], y[:30], [0, 0.02, 0.05], random_state=0,
+                           attack=default_attacks(10, n_iter=5, n_queries=0))
+    assert len(curve.results) == 2 and curve_victim.n_resolved_ == 1
 
 
 def _transfer_bound(victim, plain_result, X, y):
