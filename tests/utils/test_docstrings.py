@@ -110,6 +110,9 @@ def test_later_mappings_take_precedence():
 def test_no_placeholder_left_in_a_public_docstring(name, obj):
     doc = inspect.getdoc(obj) or ""
     assert not PLACEHOLDER.search(doc), PLACEHOLDER.search(doc).group(0)
+    # nor a fragment's name inside a line, where it is not filled
+    inline = [name for name in DOCS if f"{{{name}}}" in doc]
+    assert not inline, inline
 
 
 @pytest.mark.parametrize("name, cls", ESTIMATORS, ids=[name for name, _ in ESTIMATORS])
