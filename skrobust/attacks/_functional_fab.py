@@ -179,9 +179,9 @@ def fab_run(module, x0, x_start, y, target, goal, *, eps, norm, n_iter, alpha_ma
     soon as it reaches the goal within ``eps`` of ``x0``: its trajectory up to then
     is the reference's, so it succeeds exactly when the reference's smallest
     adversarial perturbation is within ``eps``; later iterations cost only the
-    samples still standing. The scores of each new point serve both the success
-    test and the next linearisation (one forward and backward pass per sample and
-    iteration, plus one for the points that stepped back).
+    samples still standing. Each iteration costs a forward and backward pass at
+    the current point and a forward pass at the new one (which steps back in most
+    iterations, so its scores rarely serve the next linearisation).
 
     Returns
     -------
@@ -198,11 +198,10 @@ def fab_run(module, x0, x_start, y, target, goal, *, eps, norm, n_iter, alpha_ma
         return None if t is None else t[keep]
 
     x1 = x_start
-    _, c, w = _linearise(module, x1, y, target, goal, norm)
-    for it in range(n_iter):
-        last = it == n_iter - 1
+    for _ in range(n_iter):
+        _, c, w = _linearise(module, x1, y, target, goal, norm)
         x_new = fab_step(x1, x0, c, w, norm, alpha_max=alpha_max, eta=eta, lo=lo, hi=hi)
-        scores, c, w = _linearise(module, x_new, y, target, goal, norm, grad=not last)
+        scores, _, _ = _linearise(module, x_new, y, target, goal, norm, grad=False)
         reached = _success(scores, y, target, goal)
         inside = reached & (_norm(x_new - x0, norm) <= eps)
         done = inside.nonzero().flatten()  # the one host synchronisation per iteration
@@ -214,17 +213,8 @@ def fab_run(module, x0, x_start, y, target, goal, *, eps, norm, n_iter, alpha_ma
                 break
             index, x0, x_new, reached = index[keep], x0[keep], x_new[keep], reached[keep]
             y, target, lo, hi = cut(y, keep), cut(target, keep), cut(lo, keep), cut(hi, keep)
-            c, w = cut(c, keep), cut(w, keep)
-        if last:
-            break
-        # adversarial but too far: step back towards x0 and linearise there
+        # adversarial but too far: step back towards x0
         x1 = torch.where(reached[:, None], x0 + beta * (x_new - x0), x_new)
-        back = reached.nonzero().flatten()
-        if len(back):
-            _, c_back, w_back = _linearise(module, x1[back], cut(y, back), cut(target, back),
-                                           goal, norm)
-            c, w = c.clone(), w.clone()
-            c[back], w[back] = c_back, w_back
     return out, success
 
 
