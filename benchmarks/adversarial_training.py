@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from skorch import NeuralNetClassifier
 from torch import nn
 
+from skrobust.attacks import FGSMTransformer, PGDTransformer
 from skrobust.datasets import load_mnist
 from skrobust.defenses import AdversarialTrainer
 from skrobust.models import LeNet5
@@ -52,9 +53,11 @@ def skorch_net():
 def trainer_jobs(k):
     return {
         "clean": dict(replace_ratio=0.0),
-        "NAD (FGSM, half batch)": dict(eps=EPS, replace_ratio=0.5),
-        "fast FGSM (random start)": dict(eps=EPS, random_start=True),
-        f"PGD-{k}": dict(attack="pgd", eps=EPS, n_iter=k, random_start=True),
+        "NAD (FGSM, half batch)": dict(attack=FGSMTransformer(eps=EPS), replace_ratio=0.5),
+        "fast FGSM (random start)": dict(attack=PGDTransformer(
+            eps=EPS, step_size=1.25 * EPS, n_iter=1, random_start=True)),
+        f"PGD-{k}": dict(attack=PGDTransformer(eps=EPS, step_size=2.5 * EPS / k, n_iter=k,
+                                               random_start=True)),
     }
 
 

@@ -103,6 +103,7 @@ def train_panel(X, y, args, names=None):
     ``--at-epochs`` epochs, as NAD does: from scratch at eps=0.3 a CPU-sized budget
     collapses to a constant prediction.
     """
+    from skrobust.attacks import FGSMTransformer, PGDTransformer
     from skrobust.defenses import AdversarialTrainer
 
     plain = fit_net(lenet(args.epochs), X, y, args.seed)
@@ -112,15 +113,18 @@ def train_panel(X, y, args, names=None):
         net = copy.deepcopy(plain).set_params(max_epochs=args.at_epochs, lr=lr)
         return FrozenEstimator(net)
 
-    common = dict(eps=EPS, random_state=args.seed)
+    k = args.train_steps
+    pgd_at = PGDTransformer(eps=EPS, step_size=2.5 * EPS / k, n_iter=k, random_start=True)
+    fast_fgsm = PGDTransformer(eps=EPS, step_size=1.25 * EPS, n_iter=1, random_start=True)
+    seed = args.seed
     recipes = OrderedDict([
         # PGD and fast FGSM at eps=0.3 collapse at lr=0.01 within an epoch
-        ("PGD-AT", lambda: AdversarialTrainer(from_plain(1e-3), attack="pgd",
-                                              n_iter=args.train_steps, random_start=True,
-                                              **common)),
-        ("fast FGSM AT", lambda: AdversarialTrainer(from_plain(1e-3), random_start=True,
-                                                    **common)),
-        ("NAD", lambda: AdversarialTrainer(from_plain(), replace_ratio=0.5, **common)),
+        ("PGD-AT", lambda: AdversarialTrainer(from_plain(1e-3), attack=pgd_at,
+                                              random_state=seed)),
+        ("fast FGSM AT", lambda: AdversarialTrainer(from_plain(1e-3), attack=fast_fgsm,
+                                                    random_state=seed)),
+        ("NAD", lambda: AdversarialTrainer(from_plain(), attack=FGSMTransformer(eps=EPS),
+                                           replace_ratio=0.5, random_state=seed)),
     ])
     panel = OrderedDict(plain=cnn)
     for name, recipe in recipes.items():

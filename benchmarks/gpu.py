@@ -241,9 +241,10 @@ def hand_loop(X, y, device, batch, n_iter, eps, step, seed):
     return run
 
 
-def trainer_epoch(X, y, device, batch, attack, n_iter, eps, step, seed):
+def trainer_epoch(X, y, device, batch, n_iter, eps, step, seed):
     from skorch import NeuralNetClassifier
 
+    from skrobust.attacks import PGDTransformer
     from skrobust.defenses import AdversarialTrainer
     from skrobust.models import LeNet5
 
@@ -252,21 +253,20 @@ def trainer_epoch(X, y, device, batch, attack, n_iter, eps, step, seed):
                                   optimizer=torch.optim.SGD, lr=0.01, batch_size=batch,
                                   max_epochs=1, train_split=None,
                                   iterator_train__shuffle=True, verbose=0)
-        return AdversarialTrainer(net, attack=attack, eps=eps, n_iter=n_iter,
-                                  step_size=step, random_start=True, device=str(device),
+        attack = PGDTransformer(eps=eps, step_size=step, n_iter=n_iter, random_start=True)
+        return AdversarialTrainer(net, attack=attack, device=str(device),
                                   random_state=seed).fit(X, y)
     return run
 
 
 def run_training(X, y, device, args):
     table = []
-    setups = {"PGD-10 (random start)": ("pgd", 10, 0.01),
-              "FGSM (random start)": ("fgsm", 1, 1.25 * EPS)}
-    for label, (attack, n_iter, step) in setups.items():
+    setups = {"PGD-10 (random start)": (10, 0.01),
+              "FGSM (random start)": (1, 1.25 * EPS)}
+    for label, (n_iter, step) in setups.items():
         jobs = {"hand-written loop": hand_loop(X, y, device, args.train_batch, n_iter, EPS,
                                                step, 0),
-                "AdversarialTrainer": trainer_epoch(X, y, device, args.train_batch, attack,
-                                                    None if attack == "fgsm" else n_iter,
+                "AdversarialTrainer": trainer_epoch(X, y, device, args.train_batch, n_iter,
                                                     EPS, step, 0)}
         times, _ = interleave(jobs, args.repeats, device)
         base = times["hand-written loop"]

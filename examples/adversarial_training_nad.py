@@ -8,7 +8,8 @@ tutorial the defense is trained *on the test images*, and the adversarial
 examples are crafted against the *undefended* model (a transfer attack).
 
 Here the same recipe is one line,
-``AdversarialTrainer(FrozenEstimator(trained_net), eps=0.3, replace_ratio=0.5)``
+``AdversarialTrainer(FrozenEstimator(trained_net), attack=FGSMTransformer(eps=0.3),
+replace_ratio=0.5)``
 (the frozen net is fine-tuned on a copy), run twice:
 
 1. MindArmour's protocol: fine-tuned on the test images, scored on FGSM examples
@@ -42,6 +43,7 @@ from adversarial_training_common import (  # noqa: E402
     timed_fit,
     transfer_robustness,
 )
+from skrobust.attacks import FGSMTransformer  # noqa: E402
 from skrobust.defenses import AdversarialTrainer  # noqa: E402
 from skrobust.models import LeNet5  # noqa: E402
 
@@ -69,7 +71,8 @@ def main(argv=None):
     # NAD fine-tunes a copy of the trained net; the frozen net keeps its settings
     undefended.estimator_.set_params(max_epochs=args.defense_epochs)
     frozen = FrozenEstimator(undefended.estimator_)
-    nad = dict(eps=EPS, replace_ratio=0.5, random_state=args.seed, device=args.device)
+    nad = dict(attack=FGSMTransformer(eps=EPS), replace_ratio=0.5, random_state=args.seed,
+               device=args.device)
     nad_tutorial = AdversarialTrainer(frozen, **nad)
     tutorial_seconds = timed_fit(nad_tutorial, X_test, y_test)   # on the test images
     nad_honest = AdversarialTrainer(frozen, **nad)

@@ -6,8 +6,8 @@ eps=0.3; fast FGSM training (Wong et al. 2020) reaches 98.5 % / 82.9 %. Both use
 larger CNN (conv 32, conv 64, fc 1024) and many more epochs than a CPU allows.
 
 Here the recipe is one line,
-``AdversarialTrainer(net, attack="pgd", eps=0.3, n_iter=k, random_start=True)``
-(step ``2.5 * eps / k``), by default on :class:`skrobust.models.LeNet5` from random
+``AdversarialTrainer(net, attack=PGDTransformer(eps=0.3, step_size=2.5 * 0.3 / k,
+n_iter=k, random_start=True))`` (Madry's step ``2.5 * eps / k``), by default on :class:`skrobust.models.LeNet5` from random
 weights, with Adam and a one-cycle learning rate as Wong et al. (linear up to
 5e-3 over the first 40 % of the steps, then down to 0; a skorch ``LRScheduler``
 callback on the net). The warm-up is what makes it train: with a constant Adam lr
@@ -42,6 +42,7 @@ from adversarial_training_common import (  # noqa: E402
     setup,
     timed_fit,
 )
+from skrobust.attacks import PGDTransformer  # noqa: E402
 from skrobust.defenses import AdversarialTrainer  # noqa: E402
 from skrobust.models import LeNet5, SmallCNN  # noqa: E402
 
@@ -85,8 +86,9 @@ def main(argv=None):
     common = dict(random_state=args.seed, device=args.device)
     undefended = AdversarialTrainer(net(), replace_ratio=0.0, **common)
     clean_seconds = timed_fit(undefended, X_train, y_train)
-    madry = AdversarialTrainer(net(), attack="pgd", eps=EPS, n_iter=args.train_steps,
-                               random_start=True, verbose=1, **common)
+    attack = PGDTransformer(eps=EPS, step_size=2.5 * EPS / args.train_steps,
+                            n_iter=args.train_steps, random_start=True)
+    madry = AdversarialTrainer(net(), attack=attack, verbose=1, **common)
     print(f"PGD-{args.train_steps} training (step {2.5 * EPS / args.train_steps:.3f}), "
           "epoch log:")
     pgd_seconds = timed_fit(madry, X_train, y_train)

@@ -99,12 +99,15 @@ def train_models(X, y, args):
     recipes = {
         # NAD fine-tunes (a copy of) the trained net on half-FGSM batches
         "NAD (FGSM, half of each batch)": AdversarialTrainer(
-            FrozenEstimator(undefended), eps=EPS, replace_ratio=0.5, **common),
+            FrozenEstimator(undefended), attack=FGSMTransformer(eps=EPS), replace_ratio=0.5,
+            **common),
         "fast FGSM (random start)": AdversarialTrainer(
-            lenet_adam(args.at_epochs), eps=EPS, random_start=True, **common),
+            lenet_adam(args.at_epochs), attack=PGDTransformer(
+                eps=EPS, step_size=1.25 * EPS, n_iter=1, random_start=True), **common),
         f"PGD-{args.train_steps} AT": AdversarialTrainer(
-            lenet_adam(args.at_epochs), attack="pgd", eps=EPS, n_iter=args.train_steps,
-            random_start=True, **common),
+            lenet_adam(args.at_epochs), attack=PGDTransformer(
+                eps=EPS, step_size=2.5 * EPS / args.train_steps, n_iter=args.train_steps,
+                random_start=True), **common),
     }
     for name, model in recipes.items():
         start = time.perf_counter()

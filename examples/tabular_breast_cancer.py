@@ -133,12 +133,17 @@ def main():
         print("\nskrobust.defenses.AdversarialTrainer is not available: step 4 skipped.")
         best_curve = None
     else:
-        # in the scaler's output, eps is in units of the training std already
+        # in the scaler's output, eps is in units of the training std already; the
+        # grid is over whole attacks so that the step follows eps (2.5 * eps / 5)
+        def training_attack(eps):
+            return PGDTransformer(eps=eps, step_size=0.5 * eps, n_iter=5, random_start=True,
+                                  clip_min=None, clip_max=None)
+
         trainer = make_pipeline(StandardScaler(), AdversarialTrainer(
-            skorch_mlp(args.seed, X.shape[1]), attack="pgd", n_iter=5, random_start=True,
-            eps=0.1, clip_min=None, clip_max=None, random_state=args.seed))
+            skorch_mlp(args.seed, X.shape[1]), random_state=args.seed))
         scorer = make_adversarial_scorer(pgd(0.3))
-        search = GridSearchCV(trainer, {"adversarialtrainer__eps": [0.0, 0.1, 0.3, 0.5]},
+        attacks = [training_attack(eps) for eps in (0.0, 0.1, 0.3, 0.5)]
+        search = GridSearchCV(trainer, {"adversarialtrainer__attack": attacks},
                               scoring={"clean": "accuracy", "robust@0.3": scorer},
                               refit="robust@0.3", cv=3, n_jobs=1)
         t = time.perf_counter()
@@ -147,10 +152,10 @@ def main():
               "3-fold CV")
         res = search.cv_results_
         print_table(["train eps", "clean", "robust@0.3"],
-                    [[p["adversarialtrainer__eps"], c, r] for p, c, r in
+                    [[p["adversarialtrainer__attack"].eps, c, r] for p, c, r in
                      zip(res["params"], res["mean_test_clean"], res["mean_test_robust@0.3"])])
         best = search.best_estimator_
-        best_eps = search.best_params_["adversarialtrainer__eps"]
+        best_eps = search.best_params_["adversarialtrainer__attack"].eps
         best_curve = [robust_accuracy(best, pgd(eps), X_tr, y_tr, X_te, y_te) for eps in EPS]
         curves[(f"skorch MLP, adv. trained (eps={best_eps:g})", "all features")] = best_curve
         rows.append([f"skorch MLP adv. trained eps={best_eps:g}", "all features"] + best_curve)
