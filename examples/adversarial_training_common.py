@@ -11,7 +11,7 @@ The robustness table is the same in every example, so models can be compared:
   et al.'s rule), white-box;
 - ACAC / ACTC of the FGSM examples (MindArmour's average confidence of the
   adversarial class and of the true class, over the successful examples);
-- the worst case over the default ensemble (APGD-CE, APGD-T at 10 and 100 steps, Square, FGSM;
+- the worst case over the default ensemble (APGD-CE, APGD-T-10, FAB-T-10, Square, APGD-T, FGSM;
   :func:`skrobust.evaluation.evaluate_robustness`) on the first ``--n-ensemble``
   test images, the figure to compare with published AutoAttack numbers.
 """

@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_consistent_length, column_or_1d
 from ..attacks import (
     AdaptiveRejectionTransformer,
     APGDTransformer,
+    FABTransformer,
     FGSMTransformer,
     PGDTransformer,
     SquareAttackTransformer,
@@ -38,7 +39,7 @@ from ._sanity import (
 )
 
 SINGLE_STEP = (FGSMTransformer,)
-ITERATIVE = (PGDTransformer, APGDTransformer)
+ITERATIVE = (PGDTransformer, APGDTransformer, FABTransformer)
 
 
 def attack_name(attack):
@@ -65,29 +66,32 @@ SCREEN_STEPS = 10
 
 
 def default_attacks(n_classes, *, n_iter=100, norm="inf", n_queries=5000):
-    """AutoAttack's ensemble plus FGSM, cheapest first: APGD-CE, APGD-T-10, Square, APGD-T, FGSM.
+    """AutoAttack's ensemble plus FGSM, cheapest first.
 
-    Every attack runs on the samples the previous ones left standing, so the order
-    changes the cost and not the worst case. After APGD-CE comes APGD-T (DLR, 9
-    targets) at ``SCREEN_STEPS = 10`` steps per target, the budget of torchattacks'
-    ``AutoAttack(version="standard")``; then the black-box Square Attack (Linf
-    only), which guards against gradient masking; then APGD-T at ``n_iter`` steps on
-    what still stands. A sample robust to everything pays for both APGD-T runs
-    (10 % more than the full run alone); one that falls to the short run or to
-    Square never pays for the long one, and on models with masked or noisy
-    gradients (where Square succeeds and APGD-T does not) that is most of them.
-    FGSM comes last, so that the sanity check "a single step beats the iterative
-    attacks" sees both.
+    APGD-CE, APGD-T-10, FAB-T-10, Square, APGD-T, FGSM. Every attack runs on the
+    samples the previous ones left standing, so the order changes the cost and not
+    the worst case. After APGD-CE come two short runs at ``SCREEN_STEPS = 10``
+    steps per target class, the budget of torchattacks'
+    ``AutoAttack(version="standard")``: APGD-T (DLR loss, 9 targets) and FAB-T (the
+    targeted Fast Adaptive Boundary attack, 9 targets). Then the black-box Square
+    Attack (Linf only), which guards against gradient masking; then APGD-T at
+    ``n_iter`` steps on what still stands. A sample robust to everything pays for
+    both APGD-T runs (10 % more than the full run alone); one that falls to a
+    short run or to Square never pays for the long one, and on models with masked
+    or noisy gradients (where Square succeeds and APGD does not) that is most of
+    them. FGSM comes last, so that the sanity check "a single step beats the
+    iterative attacks" sees both.
 
-    With 3 classes the targeted DLR loss is undefined and APGD-DLR replaces APGD-T;
-    with 2 classes neither runs.
+    With 3 classes the targeted DLR loss is undefined and APGD-DLR replaces APGD-T
+    (FAB-T is left out with it); with 2 classes neither runs.
 
     Parameters
     ----------
     n_classes : int
         Number of classes (outputs) of the victim.
     n_iter : int, default=100
-        Iterations of each full APGD run; the short APGD-T run is left out when
+        Iterations of each full APGD run; the short runs take
+        ``min(10, n_iter)`` and the short APGD-T run is left out when
         ``n_iter <= 10``.
     norm : {"inf", 2}, default="inf"
         Norm of the budget; Square runs for ``"inf"`` only.
@@ -103,15 +107,18 @@ def default_attacks(n_classes, *, n_iter=100, norm="inf", n_queries=5000):
     --------
     >>> from skrobust.evaluation import default_attacks
     >>> [name for name, _ in default_attacks(10)]
-    ['APGD-CE', 'APGD-T-10', 'Square', 'APGD-T', 'FGSM']
+    ['APGD-CE', 'APGD-T-10', 'FAB-T-10', 'Square', 'APGD-T', 'FGSM']
     """
     norm = resolve_norm(norm)
     attacks = [("APGD-CE", APGDTransformer(loss="ce", n_iter=n_iter, norm=norm))]
+    short = min(SCREEN_STEPS, n_iter)
     if n_classes >= 4:
-        targeted = dict(loss="dlr", norm=norm, n_target_classes=min(9, n_classes - 1))
+        n_targets = min(9, n_classes - 1)
+        targeted = dict(loss="dlr", norm=norm, n_target_classes=n_targets)
         if n_iter > SCREEN_STEPS:
-            attacks.append((f"APGD-T-{SCREEN_STEPS}",
-                            APGDTransformer(n_iter=SCREEN_STEPS, **targeted)))
+            attacks.append((f"APGD-T-{short}", APGDTransformer(n_iter=short, **targeted)))
+        attacks.append((f"FAB-T-{short}", FABTransformer(n_iter=short, norm=norm,
+                                                         n_target_classes=n_targets)))
         last = [("APGD-T", APGDTransformer(n_iter=n_iter, **targeted))]
     elif n_classes == 3:
         last = [("APGD-DLR", APGDTransformer(loss="dlr", n_iter=n_iter, norm=norm))]

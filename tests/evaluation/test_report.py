@@ -66,7 +66,8 @@ def test_cli_report_from_state_dict_and_npz(mlp_net, mnist_small, tmp_path, caps
     assert code == 0
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved["n_samples"] == 20 and saved["model"] == "mlp"
-    assert [a["name"] for a in saved["attacks"]] == ["APGD-CE", "Square", "APGD-T", "FGSM"]
+    assert [a["name"] for a in saved["attacks"]] == ["APGD-CE", "FAB-T-3", "Square", "APGD-T",
+                                                       "FGSM"]
     assert (tmp_path / "out" / "report.html").exists()
     assert "wrote" in capsys.readouterr().out
 

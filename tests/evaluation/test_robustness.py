@@ -77,13 +77,14 @@ def test_per_sample_flags_and_adversarial_examples_agree(mlp_net, data):
 
 def test_default_ensemble_follows_the_number_of_classes():
     attacks = default_attacks(10)
-    assert [name for name, _ in attacks] == ["APGD-CE", "APGD-T-10", "Square", "APGD-T",
-                                             "FGSM"]
-    assert [a.n_iter for _, a in attacks[1:4:2]] == [10, 100]
-    assert all(a.n_target_classes == 9 for _, a in attacks[1:4:2])
+    assert [name for name, _ in attacks] == ["APGD-CE", "APGD-T-10", "FAB-T-10", "Square",
+                                             "APGD-T", "FGSM"]
+    assert [attacks[i][1].n_iter for i in (1, 2, 4)] == [10, 10, 100]
+    assert all(attacks[i][1].n_target_classes == 9 for i in (1, 2, 4))
+    assert default_attacks(5)[2][1].n_target_classes == 4
     # the short APGD-T run only screens for a longer one
     assert [name for name, _ in default_attacks(10, n_iter=10, n_queries=0)] == [
-        "APGD-CE", "APGD-T", "FGSM"]
+        "APGD-CE", "FAB-T-10", "APGD-T", "FGSM"]
     assert [name for name, _ in default_attacks(3, n_queries=0)] == [
         "APGD-CE", "APGD-DLR", "FGSM"]
     # Square is Linf only
@@ -95,7 +96,8 @@ def test_default_ensemble_follows_the_number_of_classes():
 def test_default_ensemble_on_a_torch_module(mlp_net, data):
     X, y = data
     result = evaluate_robustness(mlp_net.module_, X[:30], y[:30], eps=0.1, random_state=0)
-    assert result.attacks == ["APGD-CE", "APGD-T-10", "Square", "APGD-T", "FGSM"]
+    assert result.attacks == ["APGD-CE", "APGD-T-10", "FAB-T-10", "Square", "APGD-T",
+                              "FGSM"]
     assert result.robust_accuracy <= result.accuracy["APGD-CE"] < result.clean_accuracy
 
 
@@ -243,7 +245,7 @@ def test_the_victim_is_resolved_once_per_evaluation(mlp_net, data):
     victim = _CountingVictim(mlp_net)
     result = evaluate_robustness(victim, X[:30], y[:30], eps=0.05, random_state=0,
                                  attacks=default_attacks(10, n_iter=5, n_queries=0))
-    assert result.attacks == ["APGD-CE", "APGD-T", "FGSM"]
+    assert result.attacks == ["APGD-CE", "FAB-T-5", "APGD-T", "FGSM"]
     assert victim.n_resolved_ == 1
     # and once per security curve, whatever the number of budgets
     curve_victim = _CountingVictim(mlp_net)
