@@ -12,7 +12,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_scalar, validate_data
 
 from ..attacks import FGSMTransformer, PGDTransformer
-from ..attacks._base import BaseAttack
+from ..attacks._base import BaseAttack, outside_bounds
 from ..models._skorch import default_net, fit_net, is_skorch_net, size_net
 from ..utils._differentiable import TorchModel, as_torch_model, unfrozen
 from ..utils._torch import resolve_device, to_numpy, torch_seed
@@ -258,15 +258,14 @@ default=None
         return attack
 
     def _check_bounds(self, X):
-        for name, bound, below in (("clip_min", self.attack_.clip_min, True),
-                                   ("clip_max", self.attack_.clip_max, False)):
-            if bound is None:
-                continue
-            bad = X < np.asarray(bound) - 1e-6 if below else X > np.asarray(bound) + 1e-6
-            if np.any(bad):
+        """Refuse training data outside the attack's input domain."""
+        below, above = outside_bounds(X, self.attack_.clip_min, self.attack_.clip_max)
+        for name, rows, side in (("clip_min", below, "below"), ("clip_max", above, "above")):
+            if rows.any():
                 raise ValueError(
-                    f"X has values {'below' if below else 'above'} the attack's "
-                    f"{name}={bound!r}; scale X into [clip_min, clip_max] or set "
+                    f"X has values {side} the attack's {name}="
+                    f"{getattr(self.attack_, name)!r} (in {int(rows.sum())} of {len(X)} "
+                    "rows); scale X into [clip_min, clip_max] or set "
                     f"attack__{name}=None to disable the bound."
                 )
 

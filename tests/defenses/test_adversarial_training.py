@@ -221,8 +221,13 @@ def test_bad_parameters_raise_clear_errors(blobs, params, error, match):
 
 def test_bad_data_raise_clear_errors(blobs):
     X, y = blobs
-    with pytest.raises(ValueError, match="above the attack's clip_max=1.0.*attack__clip_max"):
+    with pytest.raises(ValueError, match="above the attack's clip_max=1.0 "
+                                         r"\(in 120 of 120 rows\).*attack__clip_max"):
         AdversarialTrainer(small_net()).fit(X + 1, y)
+    X_low = X.copy()
+    X_low[3, 2] = -0.5
+    with pytest.raises(ValueError, match=r"below the attack's clip_min=0.0 \(in 1 of"):
+        AdversarialTrainer(small_net()).fit(X_low, y)
     unbounded = FGSMTransformer(clip_min=None, clip_max=None)
     assert AdversarialTrainer(small_net(max_epochs=1), attack=unbounded).fit(X + 1, y)
     with pytest.raises(ValueError, match="1 class"):
