@@ -98,7 +98,8 @@ default=None
         in a :class:`~sklearn.model_selection.GridSearchCV` grid. ``"fgsm"`` and
         ``"pgd"`` stand for ``FGSMTransformer()`` and ``PGDTransformer()`` with their
         own defaults (``eps=0.3``; PGD: 40 steps of 0.01, no random start); give an
-        object to change them. The attack's ``estimator`` must be None (the trainer
+        object to change them (a name has no nested parameters: ``attack__eps``
+        needs ``attack=FGSMTransformer()`` or another object). The attack's ``estimator`` must be None (the trainer
         always attacks the net being trained); its ``device``, ``batch_size`` and
         ``random_state`` are not used (the trainer's apply). Targeted attacks and
         feature constraints (``immutable``, ``integer_features``, ``eps_scale``, an
