@@ -290,13 +290,14 @@ class _Draws:
         self.block = max(1, min(100, 4096 // width))
         self.index, self.values = None, None
 
-    def __call__(self, it, active):
+    def __call__(self, it, active=None):
+        """The draws of iteration ``it`` for the rows ``active`` (None: every row)."""
         index, offset = divmod(it, self.block)
         if index != self.index:
             self.index = index
             u = _uniform(self.mixed, (self.restart, 1 + index), self.block * self.width)
             self.values = u.view(len(self.mixed), self.block, self.width)
-        return self.values[active, offset]
+        return self.values[:, offset] if active is None else self.values[active, offset]
 
 
 def _square_eta(s, device, dtype):
@@ -460,43 +461,58 @@ def _square_linf(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, 
     queries = torch.ones(n, dtype=torch.int64, device=x0.device)
     if image_shape is None and n_mut == 0:
         return x_best, margin, queries
+    # +-eps in X's dtype, as eps * sign computes it: one select per query
+    signed_eps = torch.tensor([-eps, eps], dtype=dtype, device=x0.device)
     for it in range(n_queries - 1):
         active = torch.nonzero(margin >= 0).flatten()
         m = len(active)
         if m == 0:
             break
-        queries[active] = it + 2  # the start and it + 1 updates
+        # while every row is active (always, for a single sample) no row is gathered
+        # or scattered: a query costs a few elementwise operations and the forward
+        full = m == n
+        if full:
+            queries.fill_(it + 2)  # the start and it + 1 updates
+            x_cur, x_org, act_rows = x_best, x0, rows
+        else:
+            queries[active] = it + 2
+            x_cur, x_org, act_rows = x_best[active], x0[active], rows[active]
         p = square_p(p_init, it, n_queries)
-        x_cur, x_org = x_best[active], x0[active]
+        u = draws(it, None if full else active)
         if image_shape is None:  # a random subset of k features, a sign per feature
             k = min(max(1, int(round(p * n_mut))), n_mut)
-            u = draws(it, active)
             chosen = mutable[torch.topk(u[:, mutable], k, dim=1, largest=False).indices]
             mask = torch.zeros_like(x_cur, dtype=torch.bool).scatter_(1, chosen, True)
             step = _signs(u[:, n_features:]).to(dtype) * budget
         else:  # a square window of side s, a sign per channel
             s = min(max(int(round((p * h * w) ** 0.5)), 1), h, w)
-            u = draws(it, active)
             if s not in tables:
                 tables[s] = tuple(_window_table(s, size, x0.device) for size in (h, w))
             # offsets uniform in [0, size - s]: u < 1, so u * (size - s + 1) < size - s + 1
             top = (u[:, 0] * (h - s + 1)).long()
             left = (u[:, 1] * (w - s + 1)).long()
             mask = tables[s][0][top][:, None, :, None] & tables[s][1][left][:, None, None, :]
-            step = _signs(u[:, 2:]).to(dtype).view(m, c, 1, 1)
-            step = step * (eps if uniform_budget else budget)
+            if uniform_budget:
+                step = signed_eps[(u[:, 2:] >= 0.5).long()].view(m, c, 1, 1)
+            else:
+                step = _signs(u[:, 2:]).to(dtype).view(m, c, 1, 1) * budget
             x_cur, x_org = x_cur.view(m, c, h, w), x_org.view(m, c, h, w)
-        candidate = project_fn(torch.where(mask, x_org + step, x_cur).view(m, -1), rows[active])
+        candidate = project_fn(torch.where(mask, x_org + step, x_cur).view(m, -1), act_rows)
         x_cur = x_cur.reshape(m, -1)
         same = torch.nonzero((candidate == x_cur).all(dim=1)).flatten()
         if len(same):  # the window would not change: flip its signs (the paper redraws)
             new = torch.where(mask[same], x_org[same] - step[same],
                               x_cur[same].view_as(x_org[same]))
-            candidate[same] = project_fn(new.view(len(same), -1), rows[active[same]])
-        new_margin = margin_fn(candidate, rows[active]).to(torch.float64)
-        better = new_margin < margin[active]
-        x_best[active[better]] = candidate[better]
-        margin[active[better]] = new_margin[better]
+            candidate[same] = project_fn(new.view(len(same), -1), act_rows[same])
+        new_margin = margin_fn(candidate, act_rows).to(torch.float64)
+        if full:
+            better = new_margin < margin
+            x_best = torch.where(better[:, None], candidate, x_best)
+            margin = torch.where(better, new_margin, margin)
+        else:
+            better = new_margin < margin[active]
+            x_best[active[better]] = candidate[better]
+            margin[active[better]] = new_margin[better]
     return x_best, margin, queries
 
 
