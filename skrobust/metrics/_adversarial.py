@@ -3,6 +3,8 @@
 import numpy as np
 from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
 
+from ..utils._differentiable import encode_labels
+
 
 def misclassification_rate(y_true, y_pred_adv):
     """Fraction of adversarial examples classified wrongly (lower is better for a model).
@@ -56,7 +58,7 @@ def attack_success_rate(y_target, y_pred_adv):
     return float(np.mean(y_target == y_pred_adv))
 
 
-def proba_and_index(y_true, proba_adv, labels):
+def proba_and_index(y_true, proba_adv, labels, *, name="y_true"):
     """Validated probabilities and the column of each true label.
 
     Parameters
@@ -67,13 +69,17 @@ def proba_and_index(y_true, proba_adv, labels):
         Predicted probabilities.
     labels : array-like of shape (n_classes,) or None
         Label of each column of ``proba_adv``; ``0..n_classes-1`` if None.
+    name : str, default="y_true"
+        Name of ``y_true`` in the caller, for the message.
 
     Returns
     -------
     proba_adv : ndarray of shape (n_samples, n_classes)
         float64 probabilities.
     index : ndarray of shape (n_samples,)
-        ``proba_adv[i, index[i]]`` is the probability of ``y_true[i]``.
+        ``proba_adv[i, index[i]]`` is the probability of ``y_true[i]``, mapped by
+        the victims' own label mapping (``encode_labels``, as in
+        :meth:`~skrobust.utils.TorchModel.encode`).
 
     Raises
     ------
@@ -88,12 +94,7 @@ def proba_and_index(y_true, proba_adv, labels):
         raise ValueError(
             f"labels has {len(labels)} entries but proba_adv has {proba_adv.shape[1]} columns."
         )
-    lookup = {label: i for i, label in enumerate(labels.tolist())}
-    try:
-        index = np.array([lookup[label] for label in y_true.tolist()], dtype=int)
-    except KeyError as exc:
-        raise ValueError(f"y_true contains label {exc.args[0]!r} not in labels.") from None
-    return proba_adv, index
+    return proba_adv, encode_labels(y_true, labels, name=name)
 
 
 def avg_confidence_adv_class(y_true, proba_adv, *, labels=None):

@@ -383,7 +383,7 @@ def inversion_report(X_orig, X_inv, y, judge=None, *, image_shape=(28, 28), data
     confidence = None
     if judge is not None:
         proba, classes = predict_proba_with_classes(judge, X_inv)
-        proba, index = proba_and_index(y, proba, classes)
+        proba, index = proba_and_index(y, proba, classes, name="y")
         confidence = float(proba[np.arange(len(index)), index].mean())
     return Bunch(
         l2=avg_lp_distance(X_orig, X_inv, p=2, relative=True),

@@ -45,7 +45,7 @@ def membership_signal(estimator, X, y, *, signal="loss"):
     y = column_or_1d(y)
     if len(y) != len(X):
         raise ValueError(f"X has {len(X)} samples but y has {len(y)}.")
-    proba, index = proba_and_index(y, proba, classes)
+    proba, index = proba_and_index(y, proba, classes, name="y")
     return np.log(np.clip(proba[np.arange(len(index)), index], 1e-12, None))
 
 

@@ -79,6 +79,56 @@ def first_layer_width(module):
             return None
     return None
 
+def encode_labels(y, classes, *, name="y"):
+    """Map labels to the position of each in ``classes`` (int64), with a clear error.
+
+    The one label -> column mapping: :meth:`TorchModel.encode` (attacks, sanity
+    checks) and the probability metrics (``labels=`` of
+    :func:`~skrobust.metrics.avg_confidence_true_class`, membership inference) use
+    it, so an unseen label is refused with the same message everywhere.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        Labels.
+    classes : array-like of shape (n_classes,)
+        Label of each score column, in column order (need not be sorted).
+    name : str, default="y"
+        Name of the argument, for the message.
+
+    Returns
+    -------
+    index : ndarray of shape (n_samples,), dtype int64
+        ``classes[index] == y``.
+
+    Raises
+    ------
+    ValueError
+        If ``y`` holds a label that is not in ``classes`` (up to five of them and
+        the classes are named).
+
+    Examples
+    --------
+    >>> from skrobust.utils._differentiable import encode_labels
+    >>> encode_labels(["dog", "cat", "dog"], ["dog", "cat"]).tolist()
+    [0, 1, 0]
+    """
+    y, classes = np.asarray(y), np.asarray(classes)
+    if len(classes) == 0:
+        index = np.zeros(len(y), dtype=np.int64)
+        unknown = np.ones(len(y), dtype=bool)
+    else:
+        order = np.argsort(classes, kind="stable")
+        index = order[np.clip(np.searchsorted(classes, y, sorter=order), 0, len(classes) - 1)]
+        unknown = classes[index] != y
+    if np.any(unknown):
+        raise ValueError(
+            f"{name} contains labels {np.unique(y[unknown])[:5].tolist()} that the "
+            f"victim does not know; its classes are {classes.tolist()}."
+        )
+    return index.astype(np.int64)
+
+
 SUPPORTED_VICTIMS = (
     "a fitted skorch NeuralNet classifier, a torch.nn.Module returning logits, a "
     "skrobust estimator, or a scikit-learn Pipeline/classifier of differentiable steps "
@@ -231,9 +281,10 @@ class TorchModel:
     def encode(self, y, *, name="y", n_features=None):
         """Map labels ``y`` to score-column indices (int64), with a clear error.
 
-        Without ``classes`` the labels must be integer column indices in
-        ``[0, n_classes - 1]``; the number of columns comes from a dry forward of
-        width ``n_features`` (see :meth:`check_n_features`).
+        With ``classes``, :func:`encode_labels` maps them. Without, the labels must
+        be integer column indices in ``[0, n_classes - 1]``; the number of columns
+        comes from a dry forward of width ``n_features`` (see
+        :meth:`check_n_features`).
         """
         y = np.asarray(y)
         if self.classes is None:
@@ -256,15 +307,7 @@ class TorchModel:
                        f" (the victim returns scores for {n_classes} classes)") + "."
                 )
             return y.astype(np.int64)
-        index = np.searchsorted(self.classes, y)
-        index = np.clip(index, 0, len(self.classes) - 1)
-        unknown = self.classes[index] != y
-        if np.any(unknown):
-            raise ValueError(
-                f"{name} contains labels {np.unique(y[unknown])[:5].tolist()} that the "
-                f"victim does not know; its classes are {self.classes.tolist()}."
-            )
-        return index.astype(np.int64)
+        return encode_labels(y, self.classes, name=name)
 
 
 def unfrozen(estimator):
