@@ -7,7 +7,9 @@ target classes, alpha_max 0.1, eta 1.05, beta 0.9). Without restarts FAB is
 deterministic, so every per-image disagreement comes from the algorithm (or float
 rounding), not from random starts. An image counts as fooled when the returned
 point is misclassified within ``eps`` of the clean one (AutoAttack's rule). A further
-skrobust column runs the public :class:`FABTransformer`.
+skrobust column runs the public :class:`FABTransformer`. ``--vs-apgd`` also counts
+the images FAB-T fools that APGD-CE and APGD-T (same number of steps, skrobust's)
+both leave standing: what FAB-T adds to AutoAttack's first two attacks.
 
 AutoAttack is not on PyPI; give a checkout with ``--autoattack PATH`` (the folder
 holding the ``autoattack`` package; it is only imported, never copied) or install it.
@@ -20,7 +22,7 @@ Usage::
     SKROBUST_DATA=/path/to/data OMP_NUM_THREADS=1 python benchmarks/fab_parity.py \
         [--n 500] [--n-train 20000] [--epochs 1] [--n-iter 100] [--rounds 3] \
         [--threads 1] [--norms inf 2] [--autoattack PATH] [--no-transformer] \
-        [--device cpu] [--json out.json]
+        [--device cpu] [--vs-apgd] [--json out.json]
 """
 
 import argparse
@@ -35,6 +37,7 @@ from sklearn.frozen import FrozenEstimator
 from torch import nn
 
 from skrobust.attacks import FABTransformer
+from skrobust.attacks._functional_apgd import apgd
 from skrobust.attacks.functional import fab
 from skrobust.datasets import load_mnist
 from skrobust.models import LeNet5
@@ -80,6 +83,17 @@ def run_autoattack(module, x, y, norm, eps, n_iter):
     return attack.perturb(x.view(-1, 1, 28, 28), y).view(len(x), -1)
 
 
+def run_apgd_pair(module, x, y, norm, eps, n_iter, seed):
+    """Images that APGD-CE or APGD-T (9 targets) fools, AutoAttack's first two attacks."""
+    fooled = np.zeros(len(x), dtype=bool)
+    for kwargs in (dict(loss="ce"), dict(loss="dlr", n_target_classes=9)):
+        x_adv = apgd(module, x, y, eps=eps, norm=norm, n_iter=n_iter, clip_min=0.0,
+                     clip_max=1.0, generator=torch.Generator(x.device).manual_seed(seed),
+                     **kwargs)
+        fooled |= fooled_within(module, x, x_adv, y, norm, eps)
+    return fooled
+
+
 def fooled_within(module, x, x_adv, y, norm, eps):
     """AutoAttack's rule: misclassified, and no farther than eps from the clean point."""
     delta = (x_adv - x).flatten(1)
@@ -109,6 +123,9 @@ def main(argv=None):
                         help="folder holding the autoattack package (a checkout)")
     parser.add_argument("--no-transformer", action="store_true",
                         help="skip the FABTransformer column")
+    parser.add_argument("--vs-apgd", action="store_true",
+                        help="also count the images FAB-T fools that APGD-CE and APGD-T "
+                             "(same steps) both leave standing")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -173,6 +190,12 @@ def main(argv=None):
             stands = clean & (net.predict(X_adv) == y)
             row["transformer"] = float(stands.mean())
             row["disagreements_transformer"] = int((stands != robust["skrobust"]).sum())
+        if args.vs_apgd:
+            by_apgd = run_apgd_pair(module, x, yt, norm, eps, args.n_iter, args.seed)
+            stands_apgd = clean & ~by_apgd
+            row["apgd_ce_t"] = float(stands_apgd.mean())
+            row["fab_t_only"] = int((stands_apgd & ~robust["skrobust"]).sum())
+            row["apgd_ce_t_then_fab_t"] = float((stands_apgd & robust["skrobust"]).mean())
         line = f"{str(norm):<4} {eps:>4}  " + "  ".join(
             f"{100 * row[lib]:>11.1f}%" for lib in names)
         line += "  " + "  ".join(f"{row['disagreements_' + lib]:>6}" for lib in names
@@ -182,6 +205,10 @@ def main(argv=None):
         line += f"  {times['skrobust'] / times['torchattacks']:>5.2f}"
         rows.append(row)
         print(line, flush=True)
+        if args.vs_apgd:
+            print(f"     APGD-CE + APGD-T leave {100 * row['apgd_ce_t']:.1f} %; FAB-T fools "
+                  f"{row['fab_t_only']} of those images ({100 * row['apgd_ce_t_then_fab_t']:.1f}"
+                  " % left)", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)
