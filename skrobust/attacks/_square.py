@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from ..models._skorch import is_skorch_net
 from ..models._victim import needs_fit
-from ..utils._differentiable import TorchModel
+from ..utils._differentiable import TorchModel, victim_input
 from ..utils._docstrings import fill_doc
 from ..utils._torch import copy_into, eval_mode, to_device, to_numpy
 from ._base import (CONSTRAINED_ATTACK_PARAMS, BaseAttack, _torch_dtype, finite, resolve_norm,
@@ -250,6 +250,7 @@ class SquareAttackTransformer(BaseAttack):
     def _scores(self, X):
         """Class scores (log-probabilities, or decision values) of a score-only victim."""
         victim = self._victim()
+        X = victim_input(victim, X)
         if hasattr(victim, "predict_proba"):
             return np.log(np.clip(np.asarray(victim.predict_proba(X), dtype=np.float64),
                                   1e-12, None))

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
+from sklearn.pipeline import Pipeline
 from skorch import NeuralNet
 
 from ._torch import eval_mode, module_device, to_numpy, to_tensor
@@ -339,10 +340,13 @@ def check_victim_width(estimator, n_features):
 def victim_input(estimator, X):
     """``X`` as the victim's own ``predict``/``predict_proba`` takes it.
 
-    skorch does not convert dtypes, so a skorch net (frozen or not) gets float32;
-    every other victim gets ``X`` unchanged.
+    skorch does not convert dtypes, so a skorch net (frozen or not, alone or
+    ending a pipeline) gets float32; every other victim gets ``X`` unchanged.
     """
-    if isinstance(unfrozen(estimator), NeuralNet):
+    final = unfrozen(estimator)
+    while isinstance(final, Pipeline):
+        final = unfrozen(final[-1])
+    if isinstance(final, NeuralNet):
         return np.asarray(X, dtype=np.float32)
     return X
 

@@ -284,3 +284,24 @@ def test_torch_module_victim_and_label_encoding(problem):
     assert fitted.estimator_ is not forest and fitted.generate(X, labels).shape == X.shape
     with pytest.raises(ValueError, match="does not know"):
         fitted.generate(X, np.array(["maybe"] * len(X)))
+
+
+def test_a_pipeline_ending_in_a_skorch_net_gets_float32(problem):
+    # skorch does not convert dtypes: the black-box search queries in float64 and
+    # must hand such a pipeline float32, as its own predict would need
+    from skorch import NeuralNetClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from tests._models import Linear
+
+    X, y = problem
+    net = NeuralNetClassifier(Linear, module__n_features=8, module__n_classes=2,
+                              max_epochs=3, lr=0.1, train_split=None, verbose=0)
+    pipe = make_pipeline(StandardScaler(), net).fit(X.astype(np.float32), y)
+    X_adv = SquareAttackTransformer(FrozenEstimator(pipe), eps=0.3, n_queries=30,
+                                    image_shape=None, random_state=0).fit(X, y).transform(X)
+    assert X_adv.dtype == X.dtype and np.abs(X_adv - X).max() <= 0.3
+    # transform attacks the pipeline's own predictions: many of them change
+    clean = pipe.predict(X.astype(np.float32))
+    assert np.mean(pipe.predict(X_adv.astype(np.float32)) != clean) > 0.2
