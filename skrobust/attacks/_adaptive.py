@@ -128,10 +128,13 @@ def adaptive_reject_attack(module, x, y, *, eps, norm="inf", n_iter=100, n_targe
         x_rows, y_rows = x[rows], y[rows]
         with torch.no_grad():
             hit = broken(module(start), y_rows)
+        # a sample accepted as misclassified leaves the batch (per_sample rows)
         out, reached, margin = apgd_run(
             module, x_rows, start,
-            lambda s: reject_margin_loss(s, target, threshold=threshold, targeted=True),
-            lambda s: broken(s, y_rows), **common)
+            lambda s, target, y_true: reject_margin_loss(s, target, threshold=threshold,
+                                                         targeted=True),
+            lambda s, target, y_true: broken(s, y_true),
+            per_sample=dict(target=target, y_true=y_rows), **common)
         out = torch.where(hit.view(-1, *([1] * (x.dim() - 1))), start, out)
         fell = hit | reached
         keep = fell | (margin.double() > best[rows])
