@@ -431,7 +431,7 @@ def check_eps_zero(estimator, X, y, attack, *, n_samples=100, warn=True):
     y : array-like of shape (n_samples,)
         True labels.
     attack : skrobust attack transformer
-        Cloned and run with ``eps=0`` and at most 10 iterations (or queries):
+        Cloned and run with ``eps=0`` and at most 3 iterations (or queries):
         a few steps show whether it moves points at zero budget.
     n_samples : int, default=100
         Samples to test.
@@ -448,8 +448,8 @@ def check_eps_zero(estimator, X, y, attack, *, n_samples=100, warn=True):
     for budget in ("n_iter", "n_queries"):
         # a few steps show whether the attack moves at zero budget; all of them
         # would cost as much as the attack itself
-        if isinstance(params.get(budget), numbers.Integral) and params[budget] > 10:
-            zero.set_params(**{budget: 10})
+        if isinstance(params.get(budget), numbers.Integral) and params[budget] > 3:
+            zero.set_params(**{budget: 3})
     X_adv = attack_estimator(zero, estimator, X, y)
     moved = float(np.abs(X_adv - X).max()) if len(X) else 0.0
     clean = float(np.mean(predict_labels(estimator, X) == y)) if len(X) else 0.0
@@ -613,8 +613,10 @@ def run_sanity_checks(estimator, X, y, *, attack=None, clip_min=0.0, clip_max=1.
         ]
     if attack is not None:
         if checks[0].passed:
+            # a few samples show a move or a mismatch; stochastic outputs have
+            # their own check (on 64 samples)
             checks.append(check_eps_zero(estimator, X, y, attack,
-                                         n_samples=min(n_samples, 100), warn=warn))
+                                         n_samples=min(n_samples, 32), warn=warn))
         else:
             checks.append(SanityCheck("eps=0 reproduces clean accuracy", None,
                                       "not run: the inputs lie outside the bounds."))
