@@ -17,6 +17,7 @@ from sklearn.preprocessing import minmax_scale
 
 from skrobust.attacks import (
     APGDTransformer,
+    FABTransformer,
     FGSMTransformer,
     PGDExpTransformer,
     PGDTransformer,
@@ -74,6 +75,8 @@ ATTACKS = {
                                                 device=d),
     "square-inf": lambda m, d: SquareAttackTransformer(m, eps=0.1, n_queries=50,
                                                        random_state=0, device=d),
+    "fab-inf": lambda m, d: FABTransformer(m, eps=0.1, n_iter=10, device=d),
+    "fab-2": lambda m, d: FABTransformer(m, eps=0.5, n_iter=10, norm=2, device=d),
 }
 
 
