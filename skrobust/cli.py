@@ -79,6 +79,21 @@ def _report(args):
                           random_state=args.seed, verbose=0 if args.quiet else 1)
 
 
+def _add_run_options(command, func, *, quiet, device_and_seed=True):
+    """The options each command ends with, and the function that runs it.
+
+    ``--device`` and ``--seed`` (where the command trains or attacks), ``--threads``
+    and ``--quiet`` (whose help is ``quiet``).
+    """
+    if device_and_seed:
+        command.add_argument("--device", default="cpu", help="torch device (cpu)")
+    command.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
+    if device_and_seed:
+        command.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    command.add_argument("--quiet", action="store_true", help=quiet)
+    command.set_defaults(func=func)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="skrobust", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -103,12 +118,8 @@ def build_parser():
     demo.add_argument("--save-batches", default=None, metavar="DIR",
                       help="write two batches for skrobust monitor there: clean.npy and "
                            "fgsm.npy (200 test images each, clean and attacked)")
-    demo.add_argument("--device", default="cpu", help="torch device (cpu)")
-    demo.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
-    demo.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    demo.add_argument("--quiet", action="store_true",
-                      help="no progress output (the results are still printed)")
-    demo.set_defaults(func=_demo)
+    _add_run_options(demo, _demo,
+                     quiet="no progress output (the results are still printed)")
     monitor = commands.add_parser(
         "monitor", help="test each new batch of a folder against a saved MMD detector",
         description="Run a detector saved with skrobust.detection.save_detector on every "
@@ -136,9 +147,7 @@ def build_parser():
                               "being loaded")
     monitor.add_argument("--rescan", action="store_true",
                          help="re-score batches already in the history")
-    monitor.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
-    monitor.add_argument("--quiet", action="store_true", help="no progress output")
-    monitor.set_defaults(func=_monitor)
+    _add_run_options(monitor, _monitor, quiet="no progress output", device_and_seed=False)
     report = commands.add_parser(
         "report", help="evaluate a saved model and write an HTML + JSON robustness report",
         description="Load a state_dict (torch.load with weights_only=True) into a "
@@ -168,13 +177,8 @@ def build_parser():
                         help="upper bound of the inputs: a number, 'none' or 'data' (1); "
                              "tabular data: --clip-min data --clip-max data")
     report.add_argument("--output-dir", default="report", help="output folder (report)")
-    report.add_argument("--device", default="cpu", help="torch device (cpu)")
-    report.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
-    report.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    report.add_argument("--quiet", action="store_true",
-                        help="no progress or summary (failed sanity checks still go to "
-                             "stderr)")
-    report.set_defaults(func=_report)
+    _add_run_options(report, _report, quiet="no progress or summary (failed sanity checks "
+                                            "still go to stderr)")
     return parser
 
 

@@ -7,6 +7,7 @@ from sklearn.utils.validation import column_or_1d
 
 from ..attacks._base import attack_estimator
 from ..utils._differentiable import victim_input
+from ..utils._docstrings import fill_doc
 from ..metrics import (
     avg_confidence_adv_class,
     avg_confidence_true_class,
@@ -22,6 +23,7 @@ def _square_image_shape(n_features):
     return (side, side) if side * side == n_features and side >= 7 else None
 
 
+@fill_doc
 def evaluate_attack(estimator, X, y, attack, *, image_shape="auto", relative=False):
     """Attack a fitted classifier and report MindArmour's ``AttackEvaluate`` figures.
 
@@ -32,10 +34,8 @@ def evaluate_attack(estimator, X, y, attack, *, image_shape="auto", relative=Fal
     ----------
     estimator : fitted classifier
         A victim the attack supports, with ``predict_proba`` and ``classes_``.
-    X : array-like of shape (n_samples, n_features)
-        Clean inputs.
-    y : array-like of shape (n_samples,)
-        True labels.
+    {X_clean}
+    {y_true_labels}
     attack : skrobust attack transformer
         E.g. ``FGSMTransformer(eps=0.3)``; its ``estimator`` is replaced.
     image_shape : "auto", tuple of int or None, default="auto"
@@ -57,13 +57,8 @@ def evaluate_attack(estimator, X, y, attack, *, image_shape="auto", relative=Fal
 
     Examples
     --------
-    >>> from sklearn.datasets import make_classification
-    >>> from sklearn.preprocessing import minmax_scale
-    >>> from skrobust.attacks import FGSMTransformer
+    {example_victim}
     >>> from skrobust.evaluation import evaluate_attack
-    >>> X, y = make_classification(n_samples=100, n_features=4, random_state=0)
-    >>> X = minmax_scale(X).astype("float32")
-    >>> victim = FGSMTransformer(random_state=0).fit(X, y).estimator_
     >>> result = evaluate_attack(victim, X, y, FGSMTransformer(eps=0.2))
     >>> result.adversarial_accuracy <= result.clean_accuracy
     True

@@ -4,6 +4,7 @@ import numpy as np
 from sklearn.utils import Bunch
 
 from ..attacks._base import resolve_norm
+from ..utils._docstrings import fill_doc
 
 from ._robustness import (_check_eps, _check_X_y, _domain, _evaluate, check_escalation,
                           resolve_plan)
@@ -21,6 +22,7 @@ def check_eps_values(eps_values):
     return np.unique(np.asarray(values, dtype=float))
 
 
+@fill_doc
 def security_curve(estimator, X, y, eps_values, *, attack=None, norm="inf", clip_min=0.0,
                    clip_max=1.0, reject_label=None, sanity_checks=True, random_state=None,
                    escalate=True, surrogate=None, non_differentiable=None):
@@ -38,10 +40,8 @@ def security_curve(estimator, X, y, eps_values, *, attack=None, norm="inf", clip
     ----------
     estimator : fitted classifier or torch.nn.Module
         The victim (see :func:`evaluate_robustness`).
-    X : array-like of shape (n_samples, n_features)
-        Clean inputs.
-    y : array-like of shape (n_samples,)
-        True labels.
+    {X_clean}
+    {y_true_labels}
     eps_values : array-like of float
         Budgets (>= 0); they are sorted and deduplicated.
     attack : attack, list of attacks or None, default=None
@@ -90,13 +90,8 @@ def security_curve(estimator, X, y, eps_values, *, attack=None, norm="inf", clip
 
     Examples
     --------
-    >>> from sklearn.datasets import make_classification
-    >>> from sklearn.preprocessing import minmax_scale
-    >>> from skrobust.attacks import FGSMTransformer
+    {example_victim}
     >>> from skrobust.evaluation import security_curve
-    >>> X, y = make_classification(n_samples=60, n_features=4, random_state=0)
-    >>> X = minmax_scale(X).astype("float32")
-    >>> victim = FGSMTransformer(random_state=0).fit(X, y).estimator_
     >>> curve = security_curve(victim, X, y, [0, 0.1, 0.2], attack=FGSMTransformer())
     >>> bool(curve.accuracy[0] == curve.clean_accuracy >= curve.accuracy[-1])
     True

@@ -5,6 +5,7 @@ import numpy as np
 from sklearn.utils.validation import column_or_1d
 
 from ..models._victim import model_name
+from ..utils._docstrings import fill_doc
 from ._curve import security_curve
 
 
@@ -68,6 +69,7 @@ class SecurityCurveDisplay:
         self.attacks = attacks
         self.curve_ = None
 
+    @fill_doc
     def plot(self, ax=None, *, name=None, **kwargs):
         """Plot the curve.
 
@@ -77,8 +79,7 @@ class SecurityCurveDisplay:
             Axes to draw on; a new figure when None.
         name : str, default=None
             Legend label; overrides ``self.name``.
-        **kwargs : dict
-            Passed to :meth:`matplotlib.axes.Axes.plot`.
+        {plot_kwargs}
 
         Returns
         -------
@@ -112,6 +113,7 @@ class SecurityCurveDisplay:
         return self
 
     @classmethod
+    @fill_doc
     def from_estimator(cls, estimator, X, y, eps_values, *, attack=None, norm="inf",
                        clip_min=0.0, clip_max=1.0, reject_label=None, sanity_checks=True,
                        random_state=None, escalate=True, surrogate=None,
@@ -120,20 +122,15 @@ class SecurityCurveDisplay:
 
         Parameters
         ----------
-        estimator : fitted classifier or torch.nn.Module
-            The victim.
-        X : array-like of shape (n_samples, n_features)
-            Clean inputs.
-        y : array-like of shape (n_samples,)
-            True labels.
+        {victim}
+        {X_clean}
+        {y_true_labels}
         eps_values : array-like of float
             Budgets.
         attack : attack, list of attacks or None, default=None
             The attack or ensemble; None for the default ensemble.
-        norm : {"inf", 2}, default="inf"
-            Norm of the budget.
-        clip_min, clip_max : float, array-like or None, default=0.0, 1.0
-            Input domain.
+        {norm_budget}
+        {domain}
         reject_label : int, str or None, default=None
             Label of a rejection (rejection-aware accuracy); with ``attack=None``
             the adaptive :class:`~skrobust.attacks.AdaptiveRejectionTransformer`
@@ -145,16 +142,12 @@ class SecurityCurveDisplay:
         escalate : bool, default=True
             Escalate where gradient masking is detected (see
             :func:`~skrobust.evaluation.evaluate_robustness`).
-        surrogate : fitted classifier or torch.nn.Module or None, default=None
-            A differentiable model to transfer from (needs ``escalate=True``).
-        non_differentiable : list of str or None, default=None
-            The victim's non-differentiable parts (straight-through gradients).
+        {surrogate}
+        {non_differentiable}
         name : str, default=None
             Legend label; the estimator's class name when None.
-        ax : matplotlib Axes, default=None
-            Axes to draw on.
-        **kwargs : dict
-            Passed to :meth:`matplotlib.axes.Axes.plot`.
+        {ax}
+        {plot_kwargs}
 
         Returns
         -------
@@ -173,14 +166,14 @@ class SecurityCurveDisplay:
         return display.plot(ax=ax, **kwargs)
 
     @classmethod
+    @fill_doc
     def from_predictions(cls, y_true, y_preds, eps_values, *, reject_label=None,
                          norm="inf", name=None, ax=None, **kwargs):
         """Plot the curve from predictions on adversarial examples at each budget.
 
         Parameters
         ----------
-        y_true : array-like of shape (n_samples,)
-            True labels.
+        {y_true}
         y_preds : sequence of array-like of shape (n_samples,)
             One array of predictions per budget: on the clean inputs at ``eps=0``,
             on the adversarial examples otherwise.
@@ -189,14 +182,11 @@ class SecurityCurveDisplay:
         reject_label : int, str or None, default=None
             Label of a rejection: counted as correct at ``eps > 0``, as an error at
             ``eps = 0``.
-        norm : {"inf", 2}, default="inf"
-            Norm of the budget.
+        {norm_budget}
         name : str, default=None
             Legend label.
-        ax : matplotlib Axes, default=None
-            Axes to draw on.
-        **kwargs : dict
-            Passed to :meth:`matplotlib.axes.Axes.plot`.
+        {ax}
+        {plot_kwargs}
 
         Returns
         -------

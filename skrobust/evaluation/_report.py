@@ -12,6 +12,7 @@ from sklearn.utils import Bunch
 from .._version import __version__
 from ..models._victim import model_name as name_of
 from ..plotting import plot_adversarial_grid
+from ..utils._docstrings import fill_doc
 from ._curve import security_curve
 from ._curve_display import SecurityCurveDisplay
 
@@ -96,6 +97,7 @@ def _timing(curve, plot_seconds):
             "plots": plot_seconds}
 
 
+@fill_doc
 def write_report(estimator, X, y, output_dir, *, eps=0.3, norm="inf", attacks=None,
                  eps_values=None, clip_min=0.0, clip_max=1.0, reject_label=None,
                  image_shape="auto", n_images=10, model_name=None, random_state=0,
@@ -110,24 +112,19 @@ def write_report(estimator, X, y, output_dir, *, eps=0.3, norm="inf", attacks=No
 
     Parameters
     ----------
-    estimator : fitted classifier or torch.nn.Module
-        The victim.
-    X : array-like of shape (n_samples, n_features)
-        Clean inputs.
-    y : array-like of shape (n_samples,)
-        True labels.
+    {victim}
+    {X_clean}
+    {y_true_labels}
     output_dir : str or path-like
         Folder for ``report.html`` and ``report.json`` (created if needed).
     eps : float, default=0.3
         The budget of the per-attack table.
-    norm : {"inf", 2}, default="inf"
-        Norm of the budget.
+    {norm_budget}
     attacks : list of attacks or None, default=None
         The ensemble; None for :func:`default_attacks`.
     eps_values : array-like of float or None, default=None
         Budgets of the curve; ``eps`` is added. None: 6 budgets from 0 to ``eps``.
-    clip_min, clip_max : float, array-like or None, default=0.0, 1.0
-        Input domain.
+    {domain}
     reject_label : int, str or None, default=None
         Label of a rejection (rejection-aware accuracy).
     image_shape : "auto", tuple of int or None, default="auto"
@@ -142,10 +139,8 @@ def write_report(estimator, X, y, output_dir, *, eps=0.3, norm="inf", attacks=No
     escalate : bool, default=True
         Escalate where gradient masking is detected (see :func:`evaluate_robustness`);
         the report lists what was escalated and why.
-    surrogate : fitted classifier or torch.nn.Module or None, default=None
-        A differentiable model to transfer from (needs ``escalate=True``).
-    non_differentiable : list of str or None, default=None
-        The victim's non-differentiable parts (straight-through gradients).
+    {surrogate}
+    {non_differentiable}
 
     Returns
     -------
@@ -159,14 +154,9 @@ def write_report(estimator, X, y, output_dir, *, eps=0.3, norm="inf", attacks=No
 
     Examples
     --------
+    {example_victim}
     >>> import tempfile
-    >>> from sklearn.datasets import make_classification
-    >>> from sklearn.preprocessing import minmax_scale
-    >>> from skrobust.attacks import FGSMTransformer
     >>> from skrobust.evaluation import write_report
-    >>> X, y = make_classification(n_samples=40, n_features=4, random_state=0)
-    >>> X = minmax_scale(X).astype("float32")
-    >>> victim = FGSMTransformer(random_state=0).fit(X, y).estimator_
     >>> report = write_report(victim, X, y, tempfile.mkdtemp(), eps=0.1,
     ...                       attacks=[FGSMTransformer()], eps_values=[0, 0.1])
     >>> report.data["robust_accuracy"] <= report.data["clean_accuracy"]

@@ -17,6 +17,7 @@ from ..attacks._base import attack_estimator, outside_bounds
 from ..attacks.functional import two_class_scores
 from ..models._skorch import is_skorch_net
 from ..utils._differentiable import as_torch_model, unfrozen, victim_input
+from ..utils._docstrings import fill_doc
 from ..utils._torch import eval_mode, to_numpy, to_tensor
 from ..utils._validation import check_bound
 
@@ -114,6 +115,7 @@ def predict_labels(estimator, X, *, batch_size=256):
     return index if model.classes is None else np.asarray(model.classes)[index]
 
 
+@fill_doc
 def check_input_bounds(X, *, clip_min=0.0, clip_max=1.0, tol=1e-6, warn=True):
     """Check that the inputs lie inside the declared domain ``[clip_min, clip_max]``.
 
@@ -129,12 +131,7 @@ def check_input_bounds(X, *, clip_min=0.0, clip_max=1.0, tol=1e-6, warn=True):
         The declared bounds; None disables a bound.
     tol : float, default=1e-6
         Tolerated excess.
-    warn : bool, default=True
-        Warn with a :class:`RobustnessWarning` on failure.
-
-    Returns
-    -------
-    check : SanityCheck
+    {warn_check}
 
     Examples
     --------
@@ -157,6 +154,7 @@ def check_input_bounds(X, *, clip_min=0.0, clip_max=1.0, tol=1e-6, warn=True):
                     f"all samples lie inside [{clip_min}, {clip_max}].", warn)
 
 
+@fill_doc
 def check_not_constant(estimator, X, y, *, n_samples=256, max_share=0.95, warn=True):
     """Check that the model does not predict (nearly) one class for every input.
 
@@ -169,22 +167,14 @@ def check_not_constant(estimator, X, y, *, n_samples=256, max_share=0.95, warn=T
 
     Parameters
     ----------
-    estimator : fitted classifier or torch.nn.Module
-        The victim.
-    X : array-like of shape (n_samples, n_features)
-        Inputs; the first ``n_samples`` are used.
-    y : array-like of shape (n_samples,)
-        True labels (column indices for a bare torch module).
+    {victim}
+    {X_head}
+    {y_head}
     n_samples : int, default=256
         Samples to predict.
     max_share : float, default=0.95
         Share of the predictions one class may take.
-    warn : bool, default=True
-        Warn with a :class:`RobustnessWarning` on failure.
-
-    Returns
-    -------
-    check : SanityCheck
+    {warn_check}
     """
     X, y = np.asarray(X)[:n_samples], np.asarray(y)[:n_samples]
     name = "not a constant prediction"
@@ -207,6 +197,7 @@ def check_not_constant(estimator, X, y, *, n_samples=256, max_share=0.95, warn=T
                     f"{len(pred)} samples ({100 * true_share:.0f} % of y).", warn)
 
 
+@fill_doc
 def check_training_mode(estimator, *, warn=True):
     """Check that a torch victim was not handed over in training mode.
 
@@ -216,21 +207,18 @@ def check_training_mode(estimator, *, warn=True):
 
     Parameters
     ----------
-    estimator : fitted classifier or torch.nn.Module
-        The victim.
-    warn : bool, default=True
-        Warn with a :class:`RobustnessWarning` on failure.
-
-    Returns
-    -------
-    check : SanityCheck
+    {victim}
+    {warn_check}
 
     Examples
     --------
     >>> from torch import nn
     >>> from skrobust.evaluation import check_training_mode
-    >>> check_training_mode(nn.Sequential(nn.Linear(2, 2), nn.Dropout()), warn=False).passed
+    >>> model = nn.Sequential(nn.Linear(2, 2), nn.Dropout())
+    >>> check_training_mode(model, warn=False).passed
     False
+    >>> check_training_mode(model.eval(), warn=False).passed
+    True
     """
     inner = unfrozen(_original(estimator))
     if is_skorch_net(inner):
@@ -248,6 +236,7 @@ def check_training_mode(estimator, *, warn=True):
     return _verdict("training mode", True, "the model is in eval mode.", warn)
 
 
+@fill_doc
 def check_deterministic(estimator, X, *, n_samples=64, warn=True):
     """Check that two identical forward passes (and predictions) agree.
 
@@ -257,18 +246,11 @@ def check_deterministic(estimator, X, *, n_samples=64, warn=True):
 
     Parameters
     ----------
-    estimator : fitted classifier or torch.nn.Module
-        The victim.
-    X : array-like of shape (n_samples, n_features)
-        Inputs; the first ``n_samples`` are used.
+    {victim}
+    {X_head}
     n_samples : int, default=64
         Samples to test.
-    warn : bool, default=True
-        Warn with a :class:`RobustnessWarning` on failure.
-
-    Returns
-    -------
-    check : SanityCheck
+    {warn_check}
     """
     X = np.asarray(X)[:n_samples]
     model = as_torch_model(estimator)
@@ -302,6 +284,7 @@ def _input_gradient(model, X, objective):
     return (torch.zeros_like(x) if grad is None else grad).flatten(1)
 
 
+@fill_doc
 def check_gradients(estimator, X, *, threshold=0.1, n_samples=256, warn=True):
     """Check that input gradients are neither zero nor NaN for many samples.
 
@@ -313,20 +296,10 @@ def check_gradients(estimator, X, *, threshold=0.1, n_samples=256, warn=True):
 
     Parameters
     ----------
-    estimator : fitted classifier or torch.nn.Module
-        The victim.
-    X : array-like of shape (n_samples, n_features)
-        Inputs; the first ``n_samples`` are used.
-    threshold : float, default=0.1
-        Largest tolerated share of samples with a zero or non-finite gradient.
-    n_samples : int, default=256
-        Samples to test.
-    warn : bool, default=True
-        Warn with a :class:`RobustnessWarning` on failure.
-
-    Returns
-    -------
-    check : SanityCheck
+    {victim}
+    {X_head}
+    {gradient_share}
+    {warn_check}
     """
     X = np.asarray(X)[:n_samples]
 
@@ -351,6 +324,7 @@ def check_gradients(estimator, X, *, threshold=0.1, n_samples=256, warn=True):
     return _verdict("gradients", True, detail + ".", warn)
 
 
+@fill_doc
 def check_flat_scores(estimator, X, y, *, threshold=0.1, n_samples=256, warn=True):
     """Check that the cross-entropy loss has a usable input gradient.
 
@@ -363,22 +337,11 @@ def check_flat_scores(estimator, X, y, *, threshold=0.1, n_samples=256, warn=Tru
 
     Parameters
     ----------
-    estimator : fitted classifier or torch.nn.Module
-        The victim.
-    X : array-like of shape (n_samples, n_features)
-        Inputs; the first ``n_samples`` are used.
-    y : array-like of shape (n_samples,)
-        True labels (column indices for a bare torch module).
-    threshold : float, default=0.1
-        Largest tolerated share of samples with a zero or non-finite gradient.
-    n_samples : int, default=256
-        Samples to test.
-    warn : bool, default=True
-        Warn with a :class:`RobustnessWarning` on failure.
-
-    Returns
-    -------
-    check : SanityCheck
+    {victim}
+    {X_head}
+    {y_head}
+    {gradient_share}
+    {warn_check}
 
     Examples
     --------
@@ -416,6 +379,7 @@ def check_flat_scores(estimator, X, y, *, threshold=0.1, n_samples=256, warn=Tru
     return _verdict(name, True, detail + ".", warn)
 
 
+@fill_doc
 def check_eps_zero(estimator, X, y, attack, *, n_samples=100, warn=True):
     """Check that the attack at ``eps=0`` reproduces the clean accuracy.
 
@@ -424,23 +388,15 @@ def check_eps_zero(estimator, X, y, attack, *, n_samples=100, warn=True):
 
     Parameters
     ----------
-    estimator : fitted classifier or torch.nn.Module
-        The victim.
-    X : array-like of shape (n_samples, n_features)
-        Inputs; the first ``n_samples`` are used.
-    y : array-like of shape (n_samples,)
-        True labels.
+    {victim}
+    {X_head}
+    {y_true_labels}
     attack : skrobust attack transformer
         Cloned and run with ``eps=0`` and at most 3 iterations (or queries):
         a few steps show whether it moves points at zero budget.
     n_samples : int, default=100
         Samples to test.
-    warn : bool, default=True
-        Warn with a :class:`RobustnessWarning` on failure.
-
-    Returns
-    -------
-    check : SanityCheck
+    {warn_check}
     """
     X, y = np.asarray(X)[:n_samples], np.asarray(y)[:n_samples]
     zero = clone(attack).set_params(eps=0.0)
@@ -465,6 +421,7 @@ def check_eps_zero(estimator, X, y, attack, *, n_samples=100, warn=True):
     return _verdict("eps=0 reproduces clean accuracy", True, detail + ".", warn)
 
 
+@fill_doc
 def check_monotonic_accuracy(eps_values, accuracy, *, tol=0.0, warn=True):
     """Check that accuracy does not rise as the budget grows.
 
@@ -479,12 +436,7 @@ def check_monotonic_accuracy(eps_values, accuracy, *, tol=0.0, warn=True):
         Accuracy at each budget.
     tol : float, default=0.0
         Tolerated rise (sampling noise of random starts).
-    warn : bool, default=True
-        Warn with a :class:`RobustnessWarning` on failure.
-
-    Returns
-    -------
-    check : SanityCheck
+    {warn_check}
 
     Examples
     --------
@@ -510,6 +462,7 @@ def check_monotonic_accuracy(eps_values, accuracy, *, tol=0.0, warn=True):
                     f"accuracy never rises over {len(accuracy)} budgets.", warn)
 
 
+@fill_doc
 def check_iterative_stronger(single_step_fooled, iterative_fooled, *, tol=0.01, warn=True):
     """Check that iterative attacks fool every sample that a single step fools.
 
@@ -524,18 +477,14 @@ def check_iterative_stronger(single_step_fooled, iterative_fooled, *, tol=0.01, 
         Samples fooled by the iterative attack(s).
     tol : float, default=0.01
         Largest tolerated share of samples fooled only by the single step.
-    warn : bool, default=True
-        Warn with a :class:`RobustnessWarning` on failure.
-
-    Returns
-    -------
-    check : SanityCheck
+    {warn_check}
 
     Examples
     --------
     >>> from skrobust.evaluation import check_iterative_stronger
-    >>> check_iterative_stronger([True, True], [False, True], warn=False).passed
-    False
+    >>> check = check_iterative_stronger([True, True], [False, True], warn=False)
+    >>> check.name, check.passed
+    ('iterative attacks beat FGSM', False)
     """
     single = np.asarray(single_step_fooled, dtype=bool)
     iterative = np.asarray(iterative_fooled, dtype=bool)
@@ -551,6 +500,7 @@ def check_iterative_stronger(single_step_fooled, iterative_fooled, *, tol=0.01, 
     return _verdict("iterative attacks beat FGSM", True, detail + ".", warn)
 
 
+@fill_doc
 def run_sanity_checks(estimator, X, y, *, attack=None, clip_min=0.0, clip_max=1.0,
                       n_samples=256, warn=True):
     """Run the checks that need only the model and the data.
@@ -564,12 +514,10 @@ def run_sanity_checks(estimator, X, y, *, attack=None, clip_min=0.0, clip_max=1.
 
     Parameters
     ----------
-    estimator : fitted classifier or torch.nn.Module
-        The victim.
+    {victim}
     X : array-like of shape (n_samples, n_features)
         Inputs.
-    y : array-like of shape (n_samples,)
-        True labels.
+    {y_true_labels}
     attack : skrobust attack transformer, default=None
         The attack for the ``eps=0`` check; skipped when None.
     clip_min, clip_max : float, array-like of shape (n_features,) or None, default=0.0, 1.0

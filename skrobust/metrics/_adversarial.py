@@ -4,17 +4,17 @@ import numpy as np
 from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
 
 from ..utils._differentiable import encode_labels
+from ..utils._docstrings import fill_doc
 
 
+@fill_doc
 def misclassification_rate(y_true, y_pred_adv):
     """Fraction of adversarial examples classified wrongly (lower is better for a model).
 
     Parameters
     ----------
-    y_true : array-like of shape (n_samples,)
-        True labels.
-    y_pred_adv : array-like of shape (n_samples,)
-        Predictions on the adversarial examples.
+    {y_true}
+    {y_pred_adv}
 
     Returns
     -------
@@ -32,6 +32,7 @@ def misclassification_rate(y_true, y_pred_adv):
     return float(np.mean(y_true != y_pred_adv))
 
 
+@fill_doc
 def attack_success_rate(y_target, y_pred_adv):
     """Fraction of targeted adversarial examples classified as their target.
 
@@ -39,8 +40,7 @@ def attack_success_rate(y_target, y_pred_adv):
     ----------
     y_target : array-like of shape (n_samples,)
         Target labels of the attack.
-    y_pred_adv : array-like of shape (n_samples,)
-        Predictions on the adversarial examples.
+    {y_pred_adv}
 
     Returns
     -------
@@ -97,6 +97,7 @@ def proba_and_index(y_true, proba_adv, labels, *, name="y_true"):
     return proba_adv, encode_labels(y_true, labels, name=name)
 
 
+@fill_doc
 def avg_confidence_adv_class(y_true, proba_adv, *, labels=None):
     """Average Confidence of the Adversarial Class (ACAC).
 
@@ -106,23 +107,7 @@ def avg_confidence_adv_class(y_true, proba_adv, *, labels=None):
 
     Parameters
     ----------
-    y_true : array-like of shape (n_samples,)
-        True labels.
-    proba_adv : array-like of shape (n_samples, n_classes)
-        Predicted probabilities on the adversarial examples.
-    labels : array-like of shape (n_classes,), default=None
-        Label of each column of ``proba_adv`` (the estimator's ``classes_``);
-        ``0..n_classes-1`` if None.
-
-    Returns
-    -------
-    float
-        0.0 when no adversarial example succeeds.
-
-    References
-    ----------
-    X. Ling et al., "DEEPSEC: A uniform platform for security analysis of deep
-    learning model", IEEE S&P 2019.
+    {deepsec}
 
     Examples
     --------
@@ -135,6 +120,7 @@ def avg_confidence_adv_class(y_true, proba_adv, *, labels=None):
     return float(proba_adv[fooled].max(1).mean()) if fooled.any() else 0.0
 
 
+@fill_doc
 def avg_confidence_true_class(y_true, proba_adv, *, labels=None):
     """Average Confidence of the True Class (ACTC).
 
@@ -144,27 +130,13 @@ def avg_confidence_true_class(y_true, proba_adv, *, labels=None):
 
     Parameters
     ----------
-    y_true : array-like of shape (n_samples,)
-        True labels.
-    proba_adv : array-like of shape (n_samples, n_classes)
-        Predicted probabilities on the adversarial examples.
-    labels : array-like of shape (n_classes,), default=None
-        Label of each column of ``proba_adv``; ``0..n_classes-1`` if None.
-
-    Returns
-    -------
-    float
-        0.0 when no adversarial example succeeds.
-
-    References
-    ----------
-    X. Ling et al., "DEEPSEC: A uniform platform for security analysis of deep
-    learning model", IEEE S&P 2019.
+    {deepsec}
 
     Examples
     --------
     >>> from skrobust.metrics import avg_confidence_true_class
-    >>> avg_confidence_true_class([0, 0], [[0.2, 0.8], [0.9, 0.1]])
+    >>> avg_confidence_true_class(["cat", "cat"], [[0.2, 0.8], [0.9, 0.1]],
+    ...                           labels=["cat", "dog"])
     0.2
     """
     proba_adv, index = proba_and_index(y_true, proba_adv, labels)

@@ -1,23 +1,26 @@
 import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from sklearn.metrics import accuracy_score
 
 from ..attacks._base import attack_estimator
 from ..utils._differentiable import victim_input
+from ..utils._docstrings import fill_doc
 
 
+@dataclass(frozen=True, eq=False, repr=False)
 class AdversarialScorer:
     """Scorer ``(estimator, X, y)`` that attacks the estimator it scores.
 
-    Build it with :func:`make_adversarial_scorer`.
+    Build it with :func:`make_adversarial_scorer`, which checks the arguments.
     """
 
-    def __init__(self, attack, metric, response_method, sign, kwargs):
-        self.attack = attack
-        self.metric = metric
-        self.response_method = response_method
-        self.sign = sign
-        self.kwargs = kwargs
+    attack: object
+    metric: Callable
+    response_method: str
+    sign: int
+    kwargs: dict
 
     def __call__(self, estimator, X, y):
         X_adv = attack_estimator(self.attack, estimator, X, y)
@@ -38,6 +41,7 @@ class AdversarialScorer:
         return f"make_adversarial_scorer({', '.join(args)})"
 
 
+@fill_doc
 def make_adversarial_scorer(attack, metric=accuracy_score, *, response_method="predict",
                             greater_is_better=True, **kwargs):
     """Make a scorer that scores an estimator on adversarial examples crafted against it.
@@ -80,10 +84,7 @@ def make_adversarial_scorer(attack, metric=accuracy_score, *, response_method="p
     **kwargs
         Passed to ``metric``.
 
-    Returns
-    -------
-    scorer : callable
-        ``scorer(estimator, X, y) -> float``.
+    {scorer_returns}
 
     Examples
     --------

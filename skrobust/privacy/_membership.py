@@ -1,11 +1,14 @@
 """Threshold membership inference attacks (Yeom et al., 2018) as a function and a scorer."""
 
+from dataclasses import dataclass
+
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.utils import Bunch
 from sklearn.utils.validation import check_array, column_or_1d
 
 from ..metrics._adversarial import proba_and_index
+from ..utils._docstrings import fill_doc
 from ._common import predict_proba_with_classes
 
 SIGNALS = ("loss", "confidence")
@@ -49,6 +52,7 @@ def membership_signal(estimator, X, y, *, signal="loss"):
     return np.log(np.clip(proba[np.arange(len(index)), index], 1e-12, None))
 
 
+@fill_doc
 def membership_inference(estimator, X_members, y_members, X_nonmembers, y_nonmembers, *,
                          signal="loss"):
     """Loss- or confidence-threshold membership inference against a fitted model.
@@ -87,12 +91,8 @@ def membership_inference(estimator, X_members, y_members, X_nonmembers, y_nonmem
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from sklearn.linear_model import LogisticRegression
+    {example_members}
     >>> from skrobust.privacy import membership_inference
-    >>> rng = np.random.RandomState(0)
-    >>> X, y = rng.randn(200, 5), rng.randint(0, 2, 200)
-    >>> model = LogisticRegression().fit(X[:100], y[:100])
     >>> result = membership_inference(model, X[:100], y[:100], X[100:], y[100:])
     >>> 0.0 <= result.advantage <= 1.0
     True
@@ -119,18 +119,18 @@ def membership_inference(estimator, X_members, y_members, X_nonmembers, y_nonmem
     )
 
 
+@dataclass(frozen=True, eq=False, repr=False)
 class MembershipScorer:
     """Scorer ``(estimator, X, y)``: membership inference with ``(X, y)`` as non-members.
 
-    Build it with :func:`make_membership_scorer`.
+    Build it with :func:`make_membership_scorer`, which validates the members.
     """
 
-    def __init__(self, X_members, y_members, signal, metric, sign):
-        self.X_members = X_members
-        self.y_members = y_members
-        self.signal = signal
-        self.metric = metric
-        self.sign = sign
+    X_members: np.ndarray
+    y_members: np.ndarray
+    signal: str
+    metric: str
+    sign: int
 
     def __call__(self, estimator, X, y):
         result = membership_inference(estimator, self.X_members, self.y_members, X, y,
@@ -145,6 +145,7 @@ class MembershipScorer:
         return f"make_membership_scorer({', '.join(args)})"
 
 
+@fill_doc
 def make_membership_scorer(X_members, y_members, *, signal="loss", metric="advantage",
                            greater_is_better=False):
     """Make a scorer ``(estimator, X, y)`` of membership leakage.
@@ -167,22 +168,16 @@ def make_membership_scorer(X_members, y_members, *, signal="loss", metric="advan
         Leakage is a bad event, so by default the score is negated (higher is
         better, like scikit-learn's ``neg_*`` scorers). Set True for the raw value.
 
-    Returns
-    -------
-    scorer : callable
-        ``scorer(estimator, X, y) -> float``.
+    {scorer_returns}
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from sklearn.linear_model import LogisticRegression
+    {example_members}
     >>> from skrobust.privacy import make_membership_scorer
-    >>> rng = np.random.RandomState(0)
-    >>> X, y = rng.randn(200, 5), rng.randint(0, 2, 200)
     >>> scorer = make_membership_scorer(X[:100], y[:100], metric="auc")
     >>> scorer
     make_membership_scorer(<100 members>, signal='loss', metric='auc')
-    >>> -1.0 <= scorer(LogisticRegression().fit(X[:100], y[:100]), X[100:], y[100:]) <= 0.0
+    >>> -1.0 <= scorer(model, X[100:], y[100:]) <= 0.0
     True
     """
     _check_signal(signal)

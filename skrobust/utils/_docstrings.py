@@ -96,7 +96,8 @@ class Substitution:
         return obj
 
 
-# The shared numpydoc blocks of the attack transformers (skrobust.attacks).
+# The shared numpydoc blocks: first those of the attack transformers
+# (skrobust.attacks), then those of the functions that evaluate, measure and plot.
 DOCS = {
     # -- parameters --
     "estimator": """
@@ -229,12 +230,141 @@ DOCS = {
         self : object
             The fitted transformer.
         """,
+    # -- predict, predict_proba, decision_function of the classifiers --
+    "parameters_X": """
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+        """,
     # -- examples: 100 samples of 5 features scaled into [0, 1] --
     "example_data": """
         >>> from sklearn.datasets import make_classification
         >>> from sklearn.preprocessing import minmax_scale
         >>> X, y = make_classification(n_samples=100, n_features=5, random_state=0)
         >>> X = minmax_scale(X)
+        """,
+    # -- evaluation: the victim and its data --
+    "example_fitted_victim": """
+        >>> from skrobust.attacks import FGSMTransformer
+        >>> victim = FGSMTransformer(random_state=0).fit(X, y).estimator_
+        """,
+    "victim": """
+        estimator : fitted classifier or torch.nn.Module
+            The victim.
+        """,
+    "X_clean": """
+        X : array-like of shape (n_samples, n_features)
+            Clean inputs.
+        """,
+    "y_true_labels": """
+        y : array-like of shape (n_samples,)
+            True labels.
+        """,
+    "X_head": """
+        X : array-like of shape (n_samples, n_features)
+            Inputs; the first ``n_samples`` are used.
+        """,
+    "y_head": """
+        y : array-like of shape (n_samples,)
+            True labels (column indices for a bare torch module).
+        """,
+    "norm_budget": """
+        norm : {"inf", 2}, default="inf"
+            Norm of the budget.
+        """,
+    "domain": """
+        clip_min, clip_max : float, array-like or None, default=0.0, 1.0
+            Input domain.
+        """,
+    "surrogate": """
+        surrogate : fitted classifier or torch.nn.Module or None, default=None
+            A differentiable model to transfer from (needs ``escalate=True``).
+        """,
+    "non_differentiable": """
+        non_differentiable : list of str or None, default=None
+            The victim's non-differentiable parts (straight-through gradients).
+        """,
+    # -- evaluation: the sanity checks --
+    "gradient_share": """
+        threshold : float, default=0.1
+            Largest tolerated share of samples with a zero or non-finite gradient.
+        n_samples : int, default=256
+            Samples to test.
+        """,
+    # the last parameter and the result of every sanity check
+    "warn_check": """
+        warn : bool, default=True
+            Warn with a :class:`RobustnessWarning` on failure.
+
+        Returns
+        -------
+        check : SanityCheck
+        """,
+    # -- metrics of labels and probabilities --
+    "y_true": """
+        y_true : array-like of shape (n_samples,)
+            True labels.
+        """,
+    "y_pred_adv": """
+        y_pred_adv : array-like of shape (n_samples,)
+            Predictions on the adversarial examples.
+        """,
+    # the parameters, result and source of ACAC and ACTC
+    "deepsec": """
+        y_true : array-like of shape (n_samples,)
+            True labels.
+        proba_adv : array-like of shape (n_samples, n_classes)
+            Predicted probabilities on the adversarial examples.
+        labels : array-like of shape (n_classes,), default=None
+            Label of each column of ``proba_adv`` (the estimator's ``classes_``);
+            ``0..n_classes-1`` if None.
+
+        Returns
+        -------
+        float
+            0.0 when no adversarial example succeeds.
+
+        References
+        ----------
+        X. Ling et al., "DEEPSEC: A uniform platform for security analysis of deep
+        learning model", IEEE S&P 2019.
+        """,
+    # -- privacy: a model fitted on its 100 members, 100 non-members beside them --
+    "scorer_returns": """
+        Returns
+        -------
+        scorer : callable
+            ``scorer(estimator, X, y) -> float``.
+        """,
+    "example_members": """
+        >>> import numpy as np
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> rng = np.random.RandomState(0)
+        >>> X, y = rng.randn(200, 5), rng.randint(0, 2, 200)
+        >>> model = LogisticRegression().fit(X[:100], y[:100])
+        """,
+    # -- plots --
+    "ax": """
+        ax : matplotlib Axes, default=None
+            Axes to draw on.
+        """,
+    "plot_kwargs": """
+        **kwargs : dict
+            Passed to :meth:`matplotlib.axes.Axes.plot`.
+        """,
+    "figure_returns": """
+        Returns
+        -------
+        fig : matplotlib.figure.Figure
+        """,
+    "image_grid": """
+        image_shape : tuple of int, default=(28, 28)
+            Shape of one image.
+        n_images : int, default=10
+            Number of columns (the first ``n_images`` samples).
+        cmap : str, default="gray"
+            Matplotlib colour map.
         """,
 }
 
@@ -245,6 +375,8 @@ GROUPS = {
     # the last parameters of the gradient attacks
     "runtime": ("batch_size", "device", "random_state", "verbose"),
     "runtime_starts": ("batch_size", "device", "random_state_starts", "verbose"),
+    # the examples of the evaluation functions: example_data and a victim fitted on it
+    "example_victim": ("example_data", "example_fitted_victim"),
     # the Attributes section of every attack opens with what it learns in fit
     "attributes": ("attributes_header", "estimator_", "classes_", "n_features_in_"),
     # the constrained attacks' learned bounds and scales
