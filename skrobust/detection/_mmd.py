@@ -10,6 +10,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, check_scalar, validate_data
 
 from ..utils._differentiable import as_torch_model, check_float32_range
+from ..utils._docstrings import fill_doc
 from ..utils._features import extract_features
 from ..utils._torch import make_generator, resolve_device
 from ._kernels import (
@@ -449,13 +450,11 @@ default=None
                 np.clip(Z, -_FLOAT_MAX, _FLOAT_MAX, out=Z)
         return Z
 
+    @fill_doc
     def test(self, X):
         """Two-sample test of the batch ``X`` against the whole reference.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            The batch (at least 2 samples).
+        {batch_parameters}
 
         Returns
         -------
@@ -469,15 +468,13 @@ default=None
         rows = self._reference_rows(rng, classes, None)
         return self._run_test(feats, rows, make_generator(self.seed_, "cpu"), classes)
 
+    @fill_doc
     def score(self, X, y=None):
         """Permutation p-value that ``X`` comes from the reference distribution.
 
         Higher means more similar (scikit-learn's "higher is better").
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            The batch (at least 2 samples).
+        {batch_parameters}
         y : None
             Ignored.
 
@@ -487,6 +484,7 @@ default=None
         """
         return self.test(X).p_value
 
+    @fill_doc
     def score_samples(self, X):
         """Witness-function score of each sample of the batch (low = suspicious).
 
@@ -495,10 +493,7 @@ default=None
         reference is denser than the batch and low where the batch concentrates
         away from the reference. Averaged over layers.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            The batch (at least 2 samples).
+        {batch_parameters}
 
         Returns
         -------

@@ -55,10 +55,19 @@ class SanityCheck:
         return asdict(self)
 
 
-def _verdict(name, passed, message, warn):
+def _verdict(name, passed, message, warn, *, depth=0):
+    """The verdict, warned about when it failed; ``depth``: helper calls between the
+    check and this function (the warning points at the check's caller)."""
     if passed is False and warn:
-        warnings.warn(f"{name}: {message}", RobustnessWarning, stacklevel=3)
+        warnings.warn(f"{name}: {message}", RobustnessWarning, stacklevel=3 + depth)
     return SanityCheck(name, passed, message)
+
+
+def _measured(name, failed, detail, advice, warn):
+    """The verdict on a measurement: ``"<detail>: <advice>"`` when the check failed,
+    ``"<detail>."`` when it passed."""
+    message = f"{detail}: {advice}" if failed else f"{detail}."
+    return _verdict(name, not failed, message, warn, depth=1)
 
 
 class ResolvedVictim:
@@ -315,13 +324,11 @@ def check_gradients(estimator, X, *, threshold=0.1, n_samples=256, warn=True):
     share = float((zero | nonfinite).float().mean()) if len(X) else 0.0
     detail = (f"{int(zero.sum())} zero and {int(nonfinite.sum())} NaN/inf input gradients "
               f"out of {len(X)} samples ({100 * share:.1f} %)")
-    if share > threshold:
-        return _verdict(
-            "gradients", False,
-            f"{detail}: gradient attacks cannot make progress (gradient masking, e.g. "
-            "input rounding); the robust accuracy is an overestimate. Use a "
-            "differentiable approximation (BPDA) or a black-box attack.", warn)
-    return _verdict("gradients", True, detail + ".", warn)
+    return _measured(
+        "gradients", share > threshold, detail,
+        "gradient attacks cannot make progress (gradient masking, e.g. input rounding); "
+        "the robust accuracy is an overestimate. Use a differentiable approximation "
+        "(BPDA) or a black-box attack.", warn)
 
 
 @fill_doc
@@ -369,14 +376,12 @@ def check_flat_scores(estimator, X, y, *, threshold=0.1, n_samples=256, warn=Tru
     share = float(flat.float().mean())
     detail = (f"{int(flat.sum())} of {len(X)} samples ({100 * share:.1f} %) have a zero "
               "or non-finite cross-entropy input gradient")
-    if share > threshold:
-        return _verdict(
-            name, False,
-            f"{detail}: the scores are flat (saturated softmax, clamped or scaled "
-            "outputs), so cross-entropy attacks cannot make progress and their robust "
-            "accuracy is an overestimate; use scale-invariant (DLR) and black-box "
-            "attacks, or attack the logits before the saturating output.", warn)
-    return _verdict(name, True, detail + ".", warn)
+    return _measured(
+        name, share > threshold, detail,
+        "the scores are flat (saturated softmax, clamped or scaled outputs), so "
+        "cross-entropy attacks cannot make progress and their robust accuracy is an "
+        "overestimate; use scale-invariant (DLR) and black-box attacks, or attack the "
+        "logits before the saturating output.", warn)
 
 
 @fill_doc
@@ -412,13 +417,10 @@ def check_eps_zero(estimator, X, y, attack, *, n_samples=100, warn=True):
     at_zero = float(np.mean(predict_labels(estimator, X_adv) == y)) if len(X) else 0.0
     detail = (f"clean accuracy {100 * clean:.1f} %, accuracy under the attack at eps=0 "
               f"{100 * at_zero:.1f} % on {len(X)} samples (largest move {moved:.2g})")
-    if moved > 1e-6 or abs(clean - at_zero) > 1e-12:
-        return _verdict(
-            "eps=0 reproduces clean accuracy", False,
-            f"{detail}: the attacked model is not the evaluated one (preprocessing "
-            "outside the module, stochastic predictions) or the attack moves points "
-            "at zero budget.", warn)
-    return _verdict("eps=0 reproduces clean accuracy", True, detail + ".", warn)
+    return _measured(
+        "eps=0 reproduces clean accuracy", moved > 1e-6 or abs(clean - at_zero) > 1e-12,
+        detail, "the attacked model is not the evaluated one (preprocessing outside the "
+        "module, stochastic predictions) or the attack moves points at zero budget.", warn)
 
 
 @fill_doc

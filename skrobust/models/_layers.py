@@ -1,5 +1,7 @@
 """Building blocks shared by the reference models."""
 
+from collections import OrderedDict
+
 from torch import nn
 
 
@@ -18,3 +20,13 @@ class ToImage(nn.Module):
 
     def extra_repr(self):
         return f"shape={self.shape}"
+
+
+def image_layers(in_channels, image_size, layers):
+    """The layers of a CNN over flat rows, for ``nn.Sequential``.
+
+    A ``reshape`` layer (:class:`ToImage`) turns each row into an image of
+    ``in_channels`` channels of ``image_size`` x ``image_size`` pixels, then come
+    ``layers``, ``(name, module)`` pairs in order.
+    """
+    return OrderedDict([("reshape", ToImage(in_channels, image_size)), *layers])

@@ -1,10 +1,10 @@
-from collections import OrderedDict
-
 from torch import nn
 
-from ._layers import ToImage
+from ..utils._docstrings import fill_doc
+from ._layers import image_layers
 
 
+@fill_doc
 class LeNet5(nn.Sequential):
     """LeNet-5 as in MindArmour's tutorials, for flat 2-D input.
 
@@ -13,13 +13,7 @@ class LeNet5(nn.Sequential):
 
     Parameters
     ----------
-    n_classes : int, default=10
-        Number of output logits.
-    in_channels : int, default=1
-        Image channels.
-    image_size : int, default=28
-        Height and width of the (square) input image; rows of X hold
-        ``in_channels * image_size**2`` values.
+    {image_input}
 
     Notes
     -----
@@ -36,14 +30,16 @@ class LeNet5(nn.Sequential):
     --------
     >>> import torch
     >>> from skrobust.models import LeNet5
-    >>> LeNet5()(torch.zeros(2, 784)).shape
+    >>> net = LeNet5()
+    >>> net(torch.zeros(2, 784)).shape
     torch.Size([2, 10])
+    >>> net.relu3  # a named layer, e.g. for extract_features
+    ReLU()
     """
 
     def __init__(self, n_classes=10, in_channels=1, image_size=28):
         size = ((image_size + 4 - 4) // 2 - 4) // 2
-        super().__init__(OrderedDict([
-            ("reshape", ToImage(in_channels, image_size)),
+        super().__init__(image_layers(in_channels, image_size, [
             ("conv1", nn.Conv2d(in_channels, 6, 5, padding=2)),
             ("relu1", nn.ReLU()),
             ("pool1", nn.MaxPool2d(2)),

@@ -1,10 +1,10 @@
-from collections import OrderedDict
-
 from torch import nn
 
-from ._layers import ToImage
+from ..utils._docstrings import fill_doc
+from ._layers import image_layers
 
 
+@fill_doc
 class SmallCNN(nn.Sequential):
     """The small CNN of MATLAB's adversarial-training example, for flat 2-D input.
 
@@ -12,12 +12,7 @@ class SmallCNN(nn.Sequential):
 
     Parameters
     ----------
-    n_classes : int, default=10
-        Number of output logits.
-    in_channels : int, default=1
-        Image channels.
-    image_size : int, default=28
-        Height and width of the (square) input image.
+    {image_input}
 
     Notes
     -----
@@ -34,12 +29,13 @@ class SmallCNN(nn.Sequential):
     >>> from skrobust.models import SmallCNN
     >>> SmallCNN()(torch.zeros(2, 784)).shape
     torch.Size([2, 10])
+    >>> SmallCNN(in_channels=3, image_size=32)(torch.zeros(2, 3 * 32 * 32)).shape  # colour
+    torch.Size([2, 10])
     """
 
     def __init__(self, n_classes=10, in_channels=1, image_size=28):
         size = image_size // 2
-        super().__init__(OrderedDict([
-            ("reshape", ToImage(in_channels, image_size)),
+        super().__init__(image_layers(in_channels, image_size, [
             ("conv1", nn.Conv2d(in_channels, 32, 3, padding=1)),
             ("relu1", nn.ReLU()),
             ("conv2", nn.Conv2d(32, 64, 3, padding=1)),
