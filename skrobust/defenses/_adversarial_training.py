@@ -4,18 +4,18 @@ import functools
 import numbers
 
 import numpy as np
-import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, check_scalar, validate_data
+from sklearn.utils.validation import check_scalar, validate_data
 
 from ..attacks import FGSMTransformer, PGDTransformer
 from ..attacks._base import BaseAttack, outside_bounds
 from ..models._skorch import default_net, fit_net, is_skorch_net, size_net
-from ..utils._differentiable import TorchModel, as_torch_model, unfrozen
-from ..utils._torch import resolve_device, to_numpy, torch_seed
+from ..models._trained_net import TrainedNetClassifierMixin
+from ..utils._differentiable import unfrozen
+from ..utils._torch import resolve_device, torch_seed
 from ._adversarial_net import Adversary, RobustCheckpoint, adversarial_class, bound_tensor
 
 FLOAT_DTYPES = [np.float64, np.float32]
@@ -53,7 +53,7 @@ def _refuse_removed_params(init):
     return wrapper
 
 
-class AdversarialTrainer(ClassifierMixin, BaseEstimator):
+class AdversarialTrainer(TrainedNetClassifierMixin, ClassifierMixin, BaseEstimator):
     """Train a skorch classifier on adversarial examples of each batch.
 
     At every training step, a share ``replace_ratio`` of the batch is replaced by
@@ -379,50 +379,3 @@ default=None
                 f"The net returns {n_outputs} scores per sample but y has "
                 f"{len(self.classes_)} classes; give its module one logit per class."
             )
-
-    def _logits(self, X):
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
-        return self.estimator_.forward(np.asarray(X, dtype=np.float32)), X.dtype
-
-    def predict_proba(self, X):
-        """Class probabilities: the softmax of the net's logits.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Inputs.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-            Probabilities of ``classes_``, in X's float dtype.
-        """
-        logits, dtype = self._logits(X)
-        return to_numpy(torch.softmax(logits, dim=1), dtype)
-
-    def predict(self, X):
-        """Predicted class labels.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Inputs.
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-            Labels from ``classes_``.
-        """
-        logits, _ = self._logits(X)
-        return self.classes_[to_numpy(logits.argmax(1))]
-
-    def __skrobust_torch_model__(self):
-        """The trained module, so that skrobust attacks and scorers can attack it.
-
-        ``estimator_`` is always a net trained here on indices into ``classes_`` (a
-        frozen net is fine-tuned on a copy), so its score columns are ``classes_``.
-        """
-        check_is_fitted(self)
-        model = as_torch_model(self.estimator_)
-        return TorchModel(model.module, model.device, self.classes_)

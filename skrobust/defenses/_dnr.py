@@ -18,6 +18,7 @@ from torch import nn
 
 from ..models._victim import fit_victim, needs_fit
 from ..utils._differentiable import TorchModel, as_torch_model
+from ..utils._docstrings import fill_doc
 from ..utils._features import LayerCapture, extract_features, get_layers, layer_names
 from ..utils._torch import resolve_device
 from ._svm_torch import OvAScores, scaler_module
@@ -478,13 +479,11 @@ class DNRClassifier(ClassifierMixin, BaseEstimator):
             scores.append(_ovr_scores(self.layer_clfs_[name], Z, n_classes))
         return np.hstack(scores)
 
+    @fill_doc
     def decision_function(self, X):
         """Combined per-class scores; the reject rule compares their maximum with ``threshold_``.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Inputs.
+        {parameters_X}
 
         Returns
         -------
@@ -517,17 +516,13 @@ class DNRClassifier(ClassifierMixin, BaseEstimator):
         labels[reject] = self.reject_label
         return labels
 
+    @fill_doc
     def predict(self, X):
         """Predicted classes, with ``reject_label`` where the best score is below ``threshold_``.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Inputs.
+        {parameters_X}
 
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
+        {returns_y_pred}
             A class of ``classes_`` or ``reject_label``.
         """
         return self._labels(self._scores(X))

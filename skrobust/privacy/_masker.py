@@ -19,15 +19,23 @@ class _SuppressMasker(Callback):
 
     Gradients of suppressed weights are zeroed before each optimiser step and the
     mask is re-applied after it, so momentum or weight decay cannot revive them.
+
+    Parameters
+    ----------
+    schedule : dict
+        The schedule's parameters by name, as ``suppress_schedule``
+        (:mod:`._schedule`) takes them: ``start_epoch``, ``end_epoch``,
+        ``mask_times``, ``sparse_start`` and ``sparse_end``, checked by the estimator.
+    mask_layers : list of MaskLayer, dict or str, default=None
+        The parameters to suppress (see ``check_mask_layers`` in :mod:`._masks`).
+    seed : int, default=0
+        Seed of the optional weight noise.
+    verbose : int, default=0
+        Print the sparsity after each epoch of the window when > 0.
     """
 
-    def __init__(self, start_epoch=3, end_epoch=10, mask_times=1000, sparse_start=0.0,
-                 sparse_end=0.95, mask_layers=None, seed=0, verbose=0):
-        self.start_epoch = start_epoch
-        self.end_epoch = end_epoch
-        self.mask_times = mask_times
-        self.sparse_start = sparse_start
-        self.sparse_end = sparse_end
+    def __init__(self, schedule, mask_layers=None, seed=0, verbose=0):
+        self.schedule = schedule
         self.mask_layers = mask_layers
         self.seed = seed
         self.verbose = verbose
@@ -56,9 +64,8 @@ class _SuppressMasker(Callback):
         self.epoch_ += 1
         if self.steps_ is None:
             self.batches_per_epoch_ = max(len(net.get_iterator(dataset_train, training=True)), 1)
-            self.steps_, self.targets_ = suppress_schedule(
-                self.batches_per_epoch_, self.start_epoch, self.end_epoch,
-                self.mask_times, self.sparse_start, self.sparse_end)
+            self.steps_, self.targets_ = suppress_schedule(self.batches_per_epoch_,
+                                                           **self.schedule)
             self.next_op_ = 0
 
     def on_grad_computed(self, net, named_parameters, training=None, **kwargs):
@@ -80,7 +87,8 @@ class _SuppressMasker(Callback):
         self.batch_ += 1
 
     def on_epoch_end(self, net, **kwargs):
-        if self.verbose and self.start_epoch <= self.epoch_ <= self.end_epoch:
+        window = self.schedule["start_epoch"], self.schedule["end_epoch"]
+        if self.verbose and window[0] <= self.epoch_ <= window[1]:
             print(f"suppress-privacy: epoch {self.epoch_}, sparsity "
                   f"{self.sparsity()[1]:.4f}")
 

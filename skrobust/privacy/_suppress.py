@@ -7,22 +7,23 @@ The numerics live in :mod:`._schedule` (when and how much) and :mod:`._masks`
 """
 
 import numbers
-from dataclasses import replace
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import validate_data
 
 from ..models._skorch import default_net, fit_net, is_skorch_net, size_net
+from ..models._trained_net import TrainedNetClassifierMixin, trained_net
 from ..models._victim import needs_fit
-from ..utils._differentiable import as_torch_model
 from ..utils._torch import resolve_device
 from ._masker import _SuppressMasker
 from ._masks import check_mask_layers
 
 FLOAT_DTYPES = [np.float64, np.float32]
+# the parameters of the cubic schedule, handed to the masker as one dict
+SCHEDULE_PARAMS = ("start_epoch", "end_epoch", "mask_times", "sparse_start", "sparse_end")
 
 
 def _net_prefix(estimator):
@@ -47,14 +48,7 @@ def _net_prefix(estimator):
     return prefix
 
 
-def _fitted_net(estimator):
-    """The fitted skorch net inside a fitted (meta-)estimator."""
-    while not is_skorch_net(estimator):
-        estimator = estimator.estimator_
-    return estimator
-
-
-class SuppressPrivacyClassifier(ClassifierMixin, BaseEstimator):
+class SuppressPrivacyClassifier(TrainedNetClassifierMixin, ClassifierMixin, BaseEstimator):
     """Suppress-privacy training of a skorch classifier (MindArmour's Suppress-Privacy).
 
     During training the smallest-magnitude weights of the masked parameters are
@@ -239,11 +233,9 @@ class SuppressPrivacyClassifier(ClassifierMixin, BaseEstimator):
         params = estimator.get_params()
         self._check_params(params[prefix + "max_epochs"])
         self.seed_ = check_random_state(self.random_state).randint(2**31 - 1)
-        masker = _SuppressMasker(
-            start_epoch=self.start_epoch, end_epoch=self.end_epoch,
-            mask_times=self.mask_times, sparse_start=self.sparse_start,
-            sparse_end=self.sparse_end, mask_layers=check_mask_layers(self.mask_layers),
-            seed=self.seed_, verbose=self.verbose)
+        masker = _SuppressMasker({name: getattr(self, name) for name in SCHEDULE_PARAMS},
+                                 mask_layers=check_mask_layers(self.mask_layers),
+                                 seed=self.seed_, verbose=self.verbose)
         callbacks = params.get(prefix + "callbacks")
         callbacks = [] if callbacks in (None, "disable") else list(callbacks)
         # the device goes to the net and to every meta-estimator around it
@@ -254,7 +246,7 @@ class SuppressPrivacyClassifier(ClassifierMixin, BaseEstimator):
         if not prefix:
             size_net(estimator, X.shape[1], len(self.classes_))
         self.estimator_ = fit_net(estimator, X, y_index, self.seed_)
-        net = _fitted_net(estimator)
+        net = trained_net(estimator)
         masker = next(cb for _, cb in net.callbacks_ if isinstance(cb, _SuppressMasker))
         self.masks_ = {name: keep.cpu().numpy() for name, keep in masker.masks_.items()}
         self.layer_sparsity_, self.sparsity_ = masker.sparsity()
@@ -264,42 +256,3 @@ class SuppressPrivacyClassifier(ClassifierMixin, BaseEstimator):
             target_sparsity=records[:, 2], sparsity=records[:, 3],
             batches_per_epoch=int(getattr(masker, "batches_per_epoch_", 0)))
         return self
-
-    def predict_proba(self, X):
-        """Class probabilities of the trained net.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Inputs.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-            Probabilities, columns ordered as ``classes_``.
-        """
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
-        return np.asarray(self.estimator_.predict_proba(X.astype(np.float32)))
-
-    def predict(self, X):
-        """Predicted class labels.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Inputs.
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-            Labels from ``classes_``.
-        """
-        proba = self.predict_proba(X)
-        return self.classes_[proba.argmax(axis=1)]
-
-    def __skrobust_torch_model__(self):
-        """The trained module, its columns labelled by ``classes_``."""
-        check_is_fitted(self)
-        # the (meta-)estimator was trained on indices into classes_
-        return replace(as_torch_model(self.estimator_), classes=self.classes_)

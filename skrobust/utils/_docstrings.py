@@ -237,6 +237,11 @@ DOCS = {
         X : array-like of shape (n_samples, n_features)
             Inputs.
         """,
+    "returns_y_pred": """
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """,
     # -- examples: 100 samples of 5 features scaled into [0, 1] --
     "example_data": """
         >>> from sklearn.datasets import make_classification
@@ -330,13 +335,6 @@ DOCS = {
         X. Ling et al., "DEEPSEC: A uniform platform for security analysis of deep
         learning model", IEEE S&P 2019.
         """,
-    # -- detection: the batch a drift detector tests --
-    "batch_parameters": """
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            The batch (at least 2 samples).
-        """,
     # -- privacy: a model fitted on its 100 members, 100 non-members beside them --
     "scorer_returns": """
         Returns
@@ -350,16 +348,6 @@ DOCS = {
         >>> rng = np.random.RandomState(0)
         >>> X, y = rng.randn(200, 5), rng.randint(0, 2, 200)
         >>> model = LogisticRegression().fit(X[:100], y[:100])
-        """,
-    # -- models: the CNNs over flat rows of images --
-    "image_input": """
-        n_classes : int, default=10
-            Number of output logits.
-        in_channels : int, default=1
-            Image channels.
-        image_size : int, default=28
-            Height and width of the (square) input image; rows of X hold
-            ``in_channels * image_size**2`` values.
         """,
     # -- plots --
     "ax": """

@@ -14,6 +14,7 @@ from skrobust.attacks import FGSMTransformer
 from skrobust.attacks._base import attack_estimator
 from skrobust.models import MLP
 from skrobust.privacy import MaskLayer, SuppressPrivacyClassifier
+from skrobust.privacy._masker import _SuppressMasker
 from skrobust.privacy._masks import adjust_kept, magnitude_mask
 from skrobust.privacy._schedule import cubic_sparsity, suppress_schedule
 from skrobust.utils import as_torch_model, extract_features
@@ -179,6 +180,25 @@ def test_fit_reaches_sparse_end_and_predicts(data):
     assert set(clf.predict(X)) <= set(clf.classes_)
     np.testing.assert_allclose(clf.predict_proba(X).sum(1), 1, rtol=1e-5)
     assert clf.score(X, y) > 0.5  # chance is 1/3
+
+
+def test_masker_takes_the_schedule_as_one_dict(data, capsys):
+    # the estimator's five schedule parameters reach the callback as one dict, which
+    # places the operations (suppress_schedule) and bounds the verbose window
+    X, y = data
+    schedule = dict(start_epoch=2, end_epoch=3, mask_times=5, sparse_start=0.1,
+                    sparse_end=0.8)
+    clf = SuppressPrivacyClassifier(net(), random_state=0, verbose=1, **schedule).fit(X, y)
+    masker = next(cb for _, cb in clf.estimator_.callbacks_ if isinstance(cb, _SuppressMasker))
+    assert masker.schedule == schedule
+    assert clone(masker).get_params()["schedule"] == schedule
+    steps, targets = suppress_schedule(clf.schedule_.batches_per_epoch, **schedule)
+    np.testing.assert_array_equal(clf.schedule_.batch, steps)
+    np.testing.assert_allclose(clf.schedule_.target_sparsity, targets)
+    printed = [line for line in capsys.readouterr().out.splitlines()
+               if line.startswith("suppress-privacy")]
+    assert [line.split(",")[0] for line in printed] == [
+        "suppress-privacy: epoch 2", "suppress-privacy: epoch 3"]
 
 
 def test_sparsity_reached_in_one_mask_step(data):
