@@ -335,6 +335,13 @@ DOCS = {
         X. Ling et al., "DEEPSEC: A uniform platform for security analysis of deep
         learning model", IEEE S&P 2019.
         """,
+    # -- detection: the batch a drift detector tests --
+    "batch_parameters": """
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The batch (at least 2 samples).
+        """,
     # -- privacy: a model fitted on its 100 members, 100 non-members beside them --
     "scorer_returns": """
         Returns
@@ -348,6 +355,16 @@ DOCS = {
         >>> rng = np.random.RandomState(0)
         >>> X, y = rng.randn(200, 5), rng.randint(0, 2, 200)
         >>> model = LogisticRegression().fit(X[:100], y[:100])
+        """,
+    # -- models: the CNNs over flat rows of images --
+    "image_input": """
+        n_classes : int, default=10
+            Number of output logits.
+        in_channels : int, default=1
+            Image channels.
+        image_size : int, default=28
+            Height and width of the (square) input image; rows of X hold
+            ``in_channels * image_size**2`` values.
         """,
     # -- plots --
     "ax": """
