@@ -11,6 +11,7 @@ from skrobust.evaluation import (
     RobustnessWarning,
     check_deterministic,
     check_eps_zero,
+    check_flat_scores,
     check_gradients,
     check_input_bounds,
     check_not_constant,
@@ -86,6 +87,20 @@ def test_nan_gradients_are_caught():
     X = np.full((10, 4), 0.2, dtype=np.float32)
     with pytest.warns(RobustnessWarning, match="10 NaN/inf"):
         assert check_gradients(Sqrt(), X).passed is False
+
+
+def test_measured_verdicts_say_detail_and_advice_and_warn_at_the_caller():
+    model = nn.Linear(4, 3).eval()
+    _ = model.weight.data.mul_(1e5)  # a saturated softmax: flat cross-entropy
+    X = np.random.RandomState(0).rand(20, 4).astype(np.float32)
+    y = np.zeros(20, dtype=np.int64)
+    with pytest.warns(RobustnessWarning) as record:
+        failed = check_flat_scores(model, X, y)
+    assert failed.passed is False
+    detail, advice = failed.message.split(": ", 1)
+    assert detail.endswith("cross-entropy input gradient") and advice.startswith("the scores")
+    assert record[0].filename == __file__  # the caller's line, not the helper's
+    assert check_gradients(model, X, warn=False).message.endswith("(0.0 %).")
 
 
 def test_dropout_left_on_gives_stochastic_outputs(mlp_net, data):

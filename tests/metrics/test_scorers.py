@@ -1,3 +1,6 @@
+import dataclasses
+import pickle
+
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -41,6 +44,14 @@ def test_repr_is_readable():
                                      greater_is_better=False)
     assert repr(scorer) == ("make_adversarial_scorer(PGDTransformer(eps=0.1), "
                             "metric=misclassification_rate, greater_is_better=False)")
+
+
+def test_scorer_is_an_immutable_record_that_pickles():
+    scorer = make_adversarial_scorer(FGSMTransformer(eps=0.1), greater_is_better=False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        scorer.sign = 1
+    copy = pickle.loads(pickle.dumps(scorer))  # what joblib does for n_jobs > 1
+    assert repr(copy) == repr(scorer) and copy.sign == -1
 
 
 def test_cross_validate_with_a_multi_metric_dict(mnist_small):

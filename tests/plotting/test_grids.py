@@ -40,3 +40,11 @@ def test_inversion_grid_gives_one_row_per_attacked_model():
     shown = [ax.images[0].get_array() for ax in fig.axes]
     np.testing.assert_allclose(shown[0], X[0].reshape(4, 4))
     assert any(np.allclose(a, 0.5 * X[0].reshape(4, 4)) for a in shown)
+
+
+def test_both_grids_refuse_a_row_shorter_than_the_columns_shown():
+    X = np.zeros((3, 16))
+    with pytest.raises(ValueError, match="'suppressed' has 1 images; 3 are shown"):
+        plot_inversion_grid(X, {"normal": X, "suppressed": X[:1]}, image_shape=(4, 4))
+    with pytest.raises(ValueError, match="'adversarial' has 2 images; 3 are shown"):
+        plot_adversarial_grid(X, X[:2], [0, 1, 2], [0, 1, 2], [0, 1, 2], image_shape=(4, 4))
