@@ -381,6 +381,7 @@ class DNRClassifier(ClassifierMixin, BaseEstimator):
                          n_classes=len(self.classes_), device=self.device, seed=self.seed_)
         return net, dnr_idx
 
+    @fill_doc
     def fit(self, X, y):
         """Fit (or take) the network, the layer classifiers, the combiner and the threshold.
 
@@ -388,13 +389,9 @@ class DNRClassifier(ClassifierMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features)
             Training inputs of the network.
-        y : array-like of shape (n_samples,)
-            Class labels.
+        {y_fit}
 
-        Returns
-        -------
-        self : object
-            The fitted classifier.
+        {returns_classifier}
         """
         X, y = validate_data(self, X, y, dtype=FLOAT_DTYPES)
         check_classification_targets(y)

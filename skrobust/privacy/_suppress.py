@@ -17,6 +17,7 @@ from sklearn.utils.validation import validate_data
 from ..models._skorch import default_net, fit_net, is_skorch_net, size_net
 from ..models._trained_net import TrainedNetClassifierMixin, trained_net
 from ..models._victim import needs_fit
+from ..utils._docstrings import fill_doc
 from ..utils._torch import resolve_device
 from ._masker import _SuppressMasker
 from ._masks import check_mask_layers
@@ -206,6 +207,7 @@ class SuppressPrivacyClassifier(TrainedNetClassifierMixin, ClassifierMixin, Base
         check_mask_layers(self.mask_layers)
         resolve_device(self.device)
 
+    @fill_doc
     def fit(self, X, y):
         """Train a clone of ``estimator`` with suppress operations.
 
@@ -213,13 +215,9 @@ class SuppressPrivacyClassifier(TrainedNetClassifierMixin, ClassifierMixin, Base
         ----------
         X : array-like of shape (n_samples, n_features)
             Training data.
-        y : array-like of shape (n_samples,)
-            Class labels.
+        {y_fit}
 
-        Returns
-        -------
-        self : object
-            The fitted classifier.
+        {returns_classifier}
         """
         X, y = validate_data(self, X, y, dtype=FLOAT_DTYPES)
         check_classification_targets(y)

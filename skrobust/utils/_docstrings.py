@@ -242,6 +242,12 @@ DOCS = {
         -------
         y_pred : ndarray of shape (n_samples,)
         """,
+    "returns_classifier": """
+        Returns
+        -------
+        self : object
+            The fitted classifier.
+        """,
     # -- examples: 100 samples of 5 features scaled into [0, 1] --
     "example_data": """
         >>> from sklearn.datasets import make_classification
