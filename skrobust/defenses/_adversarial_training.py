@@ -1,6 +1,5 @@
 """Adversarial training of a skorch classifier as a scikit-learn meta-estimator."""
 
-import functools
 import numbers
 
 import numpy as np
@@ -16,6 +15,7 @@ from ..models._skorch import default_net, fit_net, is_skorch_net, size_net
 from ..models._trained_net import TrainedNetClassifierMixin
 from ..utils._differentiable import unfrozen
 from ..utils._torch import resolve_device, torch_seed
+from ..utils._validation import refuse_init_params
 from ._adversarial_net import Adversary, RobustCheckpoint, adversarial_class, bound_tensor
 
 FLOAT_DTYPES = [np.float64, np.float32]
@@ -28,29 +28,16 @@ _REMOVED_PARAMS = ("eps", "step_size", "n_iter", "random_start", "norm", "clip_m
 _GUARD_N_ITER = 10
 
 
-def _refuse_removed_params(init):
-    """Wrap ``__init__`` to refuse the removed attack parameters with the way to say them.
-
-    The signature seen by scikit-learn (``get_params``, ``clone``) and by the docs is
-    the wrapped one: ``inspect.signature`` follows ``__wrapped__``.
-    """
-
-    @functools.wraps(init)
-    def wrapper(self, *args, **kwargs):
-        removed = [name for name in _REMOVED_PARAMS if name in kwargs]
-        if removed:
-            given = ", ".join(f"{name}={kwargs[name]!r}" for name in removed)
-            iterative = {"step_size", "n_iter", "random_start"} & set(removed)
-            attack = "PGDTransformer" if iterative else "FGSMTransformer"
-            raise TypeError(
-                f"AdversarialTrainer does not take {given}: the training attack's "
-                f"parameters belong to the attack object. Use attack={attack}({given}) "
-                f"(from skrobust.attacks), and attack__{removed[0]}=... in set_params or "
-                "a GridSearchCV grid."
-            )
-        init(self, *args, **kwargs)
-
-    return wrapper
+def _removed_params_message(class_name, given):
+    """How to say the removed attack parameters ``given`` now."""
+    removed = list(given)
+    text = ", ".join(f"{name}={value!r}" for name, value in given.items())
+    iterative = {"step_size", "n_iter", "random_start"} & set(removed)
+    attack = "PGDTransformer" if iterative else "FGSMTransformer"
+    return (f"{class_name} does not take {text}: the training attack's parameters "
+            f"belong to the attack object. Use attack={attack}({text}) (from "
+            f"skrobust.attacks), and attack__{removed[0]}=... in set_params or a "
+            "GridSearchCV grid.")
 
 
 class AdversarialTrainer(TrainedNetClassifierMixin, ClassifierMixin, BaseEstimator):
@@ -201,7 +188,7 @@ default=None
     0.1
     """
 
-    @_refuse_removed_params
+    @refuse_init_params(_REMOVED_PARAMS, _removed_params_message)
     def __init__(self, estimator=None, *, attack="fgsm", replace_ratio=1.0,
                  warm_start=False, robust_val_fraction=None, device="cpu",
                  random_state=None, verbose=0):

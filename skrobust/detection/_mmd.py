@@ -1,6 +1,5 @@
 """Kernel two-sample test on (layer) representations: MMDDriftDetector."""
 
-import functools
 import numbers
 
 import numpy as np
@@ -13,6 +12,7 @@ from ..utils._differentiable import as_torch_model, check_float32_range
 from ..utils._docstrings import fill_doc
 from ..utils._features import extract_features
 from ..utils._torch import make_generator, resolve_device
+from ..utils._validation import refuse_init_params
 from ._kernels import (
     _threads_for,
     fisher_combination,
@@ -94,19 +94,9 @@ _GONE = {
 }
 
 
-def _refuse_renamed_params(init):
-    """Give a renamed constructor argument a TypeError that names its new name.
-
-    ``functools.wraps`` keeps the signature scikit-learn reads the parameters from.
-    """
-    @functools.wraps(init)
-    def checked_init(self, *args, **kwargs):
-        for old, new in _RENAMED_PARAMS.items():
-            if old in kwargs:
-                raise TypeError(f"{type(self).__name__}: {_GONE[old]}; pass "
-                                f"{new}={kwargs[old]!r}.")
-        init(self, *args, **kwargs)
-    return checked_init
+def _renamed_params_message(class_name, given):
+    old, value = next(iter(given.items()))
+    return f"{class_name}: {_GONE[old]}; pass {_RENAMED_PARAMS[old]}={value!r}."
 
 
 class MMDDriftDetector(BaseEstimator):
@@ -248,7 +238,7 @@ default=None
     (True, True)
     """
 
-    @_refuse_renamed_params
+    @refuse_init_params(_RENAMED_PARAMS, _renamed_params_message)
     def __init__(self, estimator=None, *, layers=None, kernel="rbf", gamma="median",
                  standardize=False, class_matched=False, n_permutations=100,
                  alpha=0.05, batch_size=256, block_size=1024, device="cpu",
