@@ -20,9 +20,9 @@ def _flat_bound(bound, x):
 
 
 def boundary_projection(t, w, c, norm, lo=None, hi=None):
-    """Minimal-norm move ``d`` from ``t`` onto the hyperplane ``c + w . d = 0`` inside a box.
+    """Minimal-norm move ``d`` from ``t`` onto the hyperplane ``c + w^T d = 0`` inside a box.
 
-    Solves, for each row, ``min ||d||`` subject to ``c + w . d = 0`` and
+    Solves, for each row, ``min ||d||`` subject to ``c + w^T d = 0`` and
     ``lo <= t + d <= hi`` exactly (the Linf or L2 projection of FAB). Both norms
     share one form: the optimum is ``d_i = -sign(w_i) min(mu s_i, room_i)`` with
     ``s_i = 1`` (Linf) or ``|w_i|`` (L2), ``room_i`` the distance from ``t_i`` to the
