@@ -42,7 +42,7 @@ from skrobust.models import LeNet5
 EPS, STEP, N_ITER, BATCH = 0.3, 0.01, 40, 256
 
 
-def load_data(n_test, seed):
+def load_data(n_test, seed, n_train=None):
     """Training and test data: full MNIST if a data root has it, else the embedded set."""
     try:
         X_train, y_train = load_mnist(split="train", download=False, return_X_y=True)
@@ -54,7 +54,8 @@ def load_data(n_test, seed):
         X_train, y_train = X[order[:8000]], y[order[:8000]]
         X_test, y_test = X[order[8000:]], y[order[8000:]]
         source = "embedded MNIST test set (8k train / 2k test)"
-    return X_train, y_train, X_test[:n_test], y_test[:n_test], source
+    return (X_train[:n_train], y_train[:n_train], X_test[:n_test], y_test[:n_test],
+            source)
 
 
 def train_lenet(X, y, epochs, seed):
@@ -183,6 +184,8 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=1000, help="test examples attacked (1000)")
     parser.add_argument("--repeats", type=int, default=5, help="rounds of all jobs (5)")
     parser.add_argument("--epochs", type=int, default=1, help="training epochs (1)")
+    parser.add_argument("--n-train", type=int, default=None,
+                        help="train the victim on the first N images (all)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
     parser.add_argument("--timer", choices=["wall", "cpu"], default="wall",
@@ -196,11 +199,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    X_train, y_train, X, y, source = load_data(args.n, args.seed)
+    X_train, y_train, X, y, source = load_data(args.n, args.seed, args.n_train)
     start = time.perf_counter()
     net = train_lenet(X_train, y_train, args.epochs, args.seed)
     module = net.module_.eval()
-    print(f"victim: LeNet5, {args.epochs} epoch(s) on {source} in "
+    print(f"victim: LeNet5, {args.epochs} epoch(s) on {len(X_train)} images of {source} in "
           f"{time.perf_counter() - start:.0f} s; clean accuracy on {len(X)} test images "
           f"{100 * accuracy(module, X, y):.2f} %")
     print(f"budget: Linf eps={EPS}; PGD step {STEP}, {N_ITER} iterations, no random "

@@ -45,10 +45,14 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--eps", type=float, default=0.3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--n-train", type=int, default=None, help="first N training images (all)")
+    p.add_argument("--n-test", type=int, default=None, help="first N test images (all)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    X_train, y_train, X_test, y_test, source = load_demo_data()
-    print(f"data: {source}; LeNet5, {args.epochs} epochs, FGSM eps={args.eps}")
+    X_train, y_train, X_test, y_test, source = load_demo_data(n_train=args.n_train,
+                                                              n_test=args.n_test)
+    print(f"data: {source}; {len(X_train)} training and {len(X_test)} test images; "
+          f"LeNet5, {args.epochs} epochs, FGSM eps={args.eps}")
     print(f"{'init':<12} {'seed':>4} {'clean':>8} {'FGSM':>8}")
     for init, module in (("pytorch", LeNet5), ("mindarmour", MindArmourLeNet5)):
         adversarial = []

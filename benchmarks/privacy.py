@@ -46,13 +46,13 @@ def lenet(epochs=1):
                                train_split=None, iterator_train__shuffle=True, verbose=0)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=4000, help="training images per epoch")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--n-iter", type=int, default=20, help="inversion iterations timed")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     X, y = load_mnist(split="test", return_X_y=True)
     X, y = X[:args.n], y[:args.n].astype(np.int64)

@@ -46,10 +46,10 @@ def search(n_jobs):
         refit=False)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
     # MLPClassifier's ConvergenceWarning, here and in the worker processes
     warnings.filterwarnings("ignore")

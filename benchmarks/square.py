@@ -114,6 +114,8 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--queries", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--n-train", type=int, default=8000,
+                        help="training digits (8000; the n attacked ones follow them)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--norm", choices=["inf", "2"], default="inf")
     parser.add_argument("--eps", type=float, default=None,
@@ -129,8 +131,9 @@ def main(argv=None):
     X_all, y_all = load_mnist(split="test", return_X_y=True)
     X_all, y_all = X_all.astype(np.float32), y_all.astype(np.int64)
     order = np.random.RandomState(0).permutation(len(X_all))
-    X_train, y_train = X_all[order[:8000]], y_all[order[:8000]]
-    X, y = X_all[order[8000:8000 + args.n]], y_all[order[8000:8000 + args.n]]
+    n_train = args.n_train
+    X_train, y_train = X_all[order[:n_train]], y_all[order[:n_train]]
+    X, y = X_all[order[n_train:n_train + args.n]], y_all[order[n_train:n_train + args.n]]
     if args.model_cache and os.path.exists(args.model_cache):
         cnn = LeNet5()
         cnn.load_state_dict(torch.load(args.model_cache, weights_only=True))
@@ -146,7 +149,7 @@ def main(argv=None):
     header = (f"{'victim':<28} {'queries':>7} {'seed':>4} {'clean':>6} {'skrobust':>9} "
               f"{'torchattacks':>12} {'only sk':>7} {'only ta':>7} {'cpu sk':>7} "
               f"{'cpu ta':>7}")
-    print(f"LeNet5, {args.epochs} epochs of PGD-7 training on 8000 embedded digits; "
+    print(f"LeNet5, {args.epochs} epochs of PGD-7 training on {n_train} embedded digits; "
           f"{args.n} held-out "
           f"digits; L{args.norm} eps {eps}; p_init 0.8; 1 thread")
     print(header)

@@ -46,6 +46,9 @@ def parser(description, *, epochs, n_train=None, n_attack=1000, restarts=5,
     p.add_argument("--epochs", type=int, default=epochs, help=f"training epochs ({epochs})")
     p.add_argument("--n-train", type=int, default=n_train,
                    help=f"train on the first N training images ({n_train or 'all'})")
+    p.add_argument("--n-test", type=int, default=None,
+                   help="keep the first N test images (all: 10,000, or 2,000 of the "
+                   "embedded set)")
     p.add_argument("--n-attack", type=int, default=n_attack,
                    help=f"attack the first N test images ({n_attack}); clean accuracy "
                    "uses all of them")
@@ -69,7 +72,7 @@ def setup(args):
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     X_train, y_train, X_test, y_test, source = load_demo_data(
-        args.data_home, args.n_train, None, args.seed)
+        args.data_home, args.n_train, args.n_test, args.seed)
     print(f"data: {source}; training on {len(X_train)} images, clean accuracy on "
           f"{len(X_test)} test images, attacks on the first {args.n_attack}")
     return output, X_train, y_train, X_test, y_test

@@ -80,6 +80,8 @@ def parse_args(argv=None):
                         help="evaluate DNR with PGDExp only (the tutorial's evaluation)")
     parser.add_argument("--sample-idx", type=int, default=10)
     parser.add_argument("--cnn-epochs", type=int, default=8)
+    parser.add_argument("--n-cnn-train", type=int, default=None,
+                        help="train the CNN on the first N images of its half (all 30,000)")
     parser.add_argument("--cv", type=int, default=5, help="DNR cross-validation folds")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: a shared machine; 0: torch's default)")
     parser.add_argument("--fit-only", action="store_true", help="stop after fitting DNR")
@@ -223,7 +225,10 @@ def main(argv=None):
     X_test, y_test = load_mnist(split="test", data_home=args.data_home, return_X_y=True)
     first, second = train_test_split(np.arange(len(X)), train_size=0.5, stratify=y,
                                      random_state=1)
-    cnn = train_cnn(X[first], y[first], args.cnn_epochs, out / "lenet5_mnist_half.pt")
+    first = first[:args.n_cnn_train]
+    size = "" if args.n_cnn_train is None else f"_{len(first)}"
+    cnn = train_cnn(X[first], y[first], args.cnn_epochs,
+                    out / f"lenet5_mnist_half{size}_{args.cnn_epochs}ep.pt")
 
     rng = np.random.RandomState(0)
     train = rng.choice(second, args.n_train, replace=False)

@@ -178,14 +178,23 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: a shared machine; 0: torch's default)")
     args = parser.parse_args(argv)
+    if args.n_pool < 100:
+        parser.error(f"--n-pool {args.n_pool}: at least 100 (the witness ranking mixes 90 "
+                     "natural and 10 adversarial images of the pool)")
+    if args.n_ref + args.n_pool > 10000:
+        parser.error(f"--n-ref {args.n_ref} + --n-pool {args.n_pool}: at most 10000 "
+                     "(both are drawn, disjoint, from the 10k test images)")
     if args.threads:
         torch.set_num_threads(args.threads)
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
 
-    module = train_or_load(out / f"mnist_deepcnn_{args.epochs}ep.pt", args.data_home,
-                           args.epochs, args.seed, args.n_train)
+    # the caches are named by everything they depend on: another run in the same folder
+    # with other sizes must not load them
+    n_train = "" if args.n_train is None else f"_{args.n_train}"
+    module = train_or_load(out / f"mnist_deepcnn_{args.epochs}ep{n_train}_seed{args.seed}.pt",
+                           args.data_home, args.epochs, args.seed, args.n_train)
     module.eval()
     X_test, y_test = load_mnist(split="test", return_X_y=True)
     X_test = X_test.astype(np.float32)
@@ -198,7 +207,9 @@ def main(argv=None):
     pool_rows = order[args.n_ref:args.n_ref + args.n_pool]
     X_ref, X_clean, y_clean = X_test[ref_rows], X_test[pool_rows], y_test[pool_rows]
     adv = attack_pools(module, X_clean, y_clean, args.eps, args.n_iter,
-                       out / f"pgd_pools_{args.epochs}ep_{args.n_iter}it.npz", args.seed)
+                       out / (f"pgd_pools_{args.epochs}ep{n_train}_seed{args.seed}_"
+                              f"{args.n_iter}it_ref{args.n_ref}_pool{args.n_pool}.npz"),
+                       args.seed)
     for eps in args.eps:
         print(f"eps={eps:g}: accuracy under PGD {accuracy(module, adv[eps], y_clean):.3f}")
 

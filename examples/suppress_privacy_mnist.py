@@ -69,30 +69,35 @@ def lenet(epochs, lr):
         iterator_train__shuffle=True, verbose=0)
 
 
-def train_or_load(name, make, X, y, out, retrain, info=lambda model: {}):
+def train_or_load(name, make, X, y, out, retrain, config, info=lambda model: {}):
     """Fit ``make()`` on (X, y), or load the cached weights of its net from ``out``.
 
     Returns the trained skorch net (the inner net of a meta-estimator) and a record
     with the training time and ``info(model)``. The cache holds only tensors and
-    JSON: never a pickle, whose loading could run arbitrary code.
+    JSON: never a pickle, whose loading could run arbitrary code. It is used only
+    when it was trained with the same ``config`` (sizes, epochs, learning rate), so a
+    smaller run in the same folder is never mistaken for the full one.
     """
     weights, meta = out / f"{name}.pt", out / f"{name}.json"
     if weights.exists() and meta.exists() and not retrain:
-        net = lenet(1, 0.0).initialize()
-        net.module_.load_state_dict(torch.load(weights, map_location="cpu",
-                                               weights_only=True))
-        return net, json.loads(meta.read_text())
+        record = json.loads(meta.read_text())
+        if record.get("config") == config:
+            net = lenet(1, 0.0).initialize()
+            net.module_.load_state_dict(torch.load(weights, map_location="cpu",
+                                                   weights_only=True))
+            return net, record
+        print(f"{weights} was trained with other settings: training again")
     model = make()
     start = time.perf_counter()
     model.fit(X, y)
-    record = {"seconds": time.perf_counter() - start, **info(model)}
+    record = {"seconds": time.perf_counter() - start, **info(model), "config": config}
     net = getattr(model, "estimator_", model)
     torch.save(net.module_.state_dict(), weights)
     meta.write_text(json.dumps(record, default=float))
     return net, record
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", default="runs/privacy")
     parser.add_argument("--data-home", default=None)
@@ -107,7 +112,7 @@ def main():
                         help="use only the first n training images (smoke tests)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--retrain", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -133,16 +138,19 @@ def main():
         return {"sparsity": clf.sparsity_, "layer_sparsity": clf.layer_sparsity_,
                 "n_suppress_ops": int(len(clf.schedule_.batch))}
 
+    config = {key: getattr(args, key) for key in
+              ("n_train", "epochs", "start_epoch", "judge_epochs", "lr")}
     with torch_seed(0):
         normal_net, normal_record = train_or_load("normal", normal, X_train, y_train, out,
-                                                  args.retrain)
+                                                  args.retrain, config)
     print(f"normal trained in {normal_record['seconds']:.0f} s", flush=True)
     suppress_net, suppress = train_or_load("suppress", suppressed, X_train, y_train, out,
-                                           args.retrain, suppress_info)
+                                           args.retrain, config, suppress_info)
     print(f"suppress trained in {suppress['seconds']:.0f} s, sparsity "
           f"{suppress['sparsity']:.4f}", flush=True)
     with torch_seed(12345):
-        judge_net, _ = train_or_load("judge", judge, X_train, y_train, out, args.retrain)
+        judge_net, _ = train_or_load("judge", judge, X_train, y_train, out, args.retrain,
+                                     config)
 
     models = {"normal": normal_net, "suppress": suppress_net}
     X_inv_orig, y_inv = X_test[:args.n_inversions], y_test[:args.n_inversions]

@@ -35,6 +35,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from skrobust.attacks import PGDTransformer, SquareAttackTransformer
+from skrobust.defenses import AdversarialTrainer
 from skrobust.metrics import make_adversarial_scorer
 from skrobust.models._skorch import default_net
 
@@ -42,9 +43,9 @@ EPS = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0]
 SIZE_FEATURES = ["radius", "perimeter", "area"]
 
 
-def skorch_mlp(seed, n_features):
+def skorch_mlp(seed, n_features, epochs=60):
     return default_net(module__n_features=n_features, module__n_classes=2,
-                       module__hidden_units=(32,), max_epochs=60, lr=0.005,
+                       module__hidden_units=(32,), max_epochs=epochs, lr=0.005,
                        batch_size=64, iterator_train__shuffle=True,
                        train_split=None, verbose=0)
 
@@ -59,13 +60,15 @@ def robust_accuracy(model, attack, X_fit, y_fit, X, y):
     return float(np.mean(model.predict(attack.generate(X, y)) == y))
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", default="runs")
     parser.add_argument("--n-queries", type=int, default=500)
+    parser.add_argument("--epochs", type=int, default=60,
+                        help="training epochs of the skorch MLP (60)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: a shared machine; 0: torch's default)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         import torch
 
@@ -83,7 +86,7 @@ def main():
         "LogisticRegression": LogisticRegression(max_iter=2000),
         "SVC (rbf)": SVC(),
         "MLPClassifier": MLPClassifier((32,), max_iter=1000, random_state=args.seed),
-        "skorch MLP": skorch_mlp(args.seed, X.shape[1]),
+        "skorch MLP": skorch_mlp(args.seed, X.shape[1], args.epochs),
     }
     fitted = {}
     for name, model in models.items():
@@ -125,42 +128,34 @@ def main():
     print_table(["model", "eps (std)", "clean", "PGD", "Square", "Square s"], square_rows)
 
     # 4. adversarial training of the skorch MLP, eps tuned by GridSearchCV
-    try:
-        from skrobust.defenses import AdversarialTrainer
-    except ImportError:  # pragma: no cover - built alongside this example
-        AdversarialTrainer = None
-    if AdversarialTrainer is None:
-        print("\nskrobust.defenses.AdversarialTrainer is not available: step 4 skipped.")
-        best_curve = None
-    else:
-        # in the scaler's output, eps is in units of the training std already; the
-        # grid is over whole attacks so that the step follows eps (2.5 * eps / 5)
-        def training_attack(eps):
-            return PGDTransformer(eps=eps, step_size=0.5 * eps, n_iter=5, random_start=True,
-                                  clip_min=None, clip_max=None)
+    # in the scaler's output, eps is in units of the training std already; the
+    # grid is over whole attacks so that the step follows eps (2.5 * eps / 5)
+    def training_attack(eps):
+        return PGDTransformer(eps=eps, step_size=0.5 * eps, n_iter=5, random_start=True,
+                              clip_min=None, clip_max=None)
 
-        trainer = make_pipeline(StandardScaler(), AdversarialTrainer(
-            skorch_mlp(args.seed, X.shape[1]), random_state=args.seed))
-        scorer = make_adversarial_scorer(pgd(0.3))
-        attacks = [training_attack(eps) for eps in (0.0, 0.1, 0.3, 0.5)]
-        search = GridSearchCV(trainer, {"adversarialtrainer__attack": attacks},
-                              scoring={"clean": "accuracy", "robust@0.3": scorer},
-                              refit="robust@0.3", cv=3, n_jobs=1)
-        t = time.perf_counter()
-        search.fit(X_tr, y_tr)
-        print(f"\nGridSearchCV over the training eps ({time.perf_counter() - t:.0f} s), "
-              "3-fold CV")
-        res = search.cv_results_
-        print_table(["train eps", "clean", "robust@0.3"],
-                    [[p["adversarialtrainer__attack"].eps, c, r] for p, c, r in
-                     zip(res["params"], res["mean_test_clean"], res["mean_test_robust@0.3"])])
-        best = search.best_estimator_
-        best_eps = search.best_params_["adversarialtrainer__attack"].eps
-        best_curve = [robust_accuracy(best, pgd(eps), X_tr, y_tr, X_te, y_te) for eps in EPS]
-        curves[(f"skorch MLP, adv. trained (eps={best_eps:g})", "all features")] = best_curve
-        rows.append([f"skorch MLP adv. trained eps={best_eps:g}", "all features"] + best_curve)
-        print("\nAdversarially trained skorch MLP (best eps), test set")
-        print_table(header, rows[-1:])
+    trainer = make_pipeline(StandardScaler(), AdversarialTrainer(
+        skorch_mlp(args.seed, X.shape[1], args.epochs), random_state=args.seed))
+    scorer = make_adversarial_scorer(pgd(0.3))
+    attacks = [training_attack(eps) for eps in (0.0, 0.1, 0.3, 0.5)]
+    search = GridSearchCV(trainer, {"adversarialtrainer__attack": attacks},
+                          scoring={"clean": "accuracy", "robust@0.3": scorer},
+                          refit="robust@0.3", cv=3, n_jobs=1)
+    t = time.perf_counter()
+    search.fit(X_tr, y_tr)
+    print(f"\nGridSearchCV over the training eps ({time.perf_counter() - t:.0f} s), "
+          "3-fold CV")
+    res = search.cv_results_
+    print_table(["train eps", "clean", "robust@0.3"],
+                [[p["adversarialtrainer__attack"].eps, c, r] for p, c, r in
+                 zip(res["params"], res["mean_test_clean"], res["mean_test_robust@0.3"])])
+    best = search.best_estimator_
+    best_eps = search.best_params_["adversarialtrainer__attack"].eps
+    best_curve = [robust_accuracy(best, pgd(eps), X_tr, y_tr, X_te, y_te) for eps in EPS]
+    curves[(f"skorch MLP, adv. trained (eps={best_eps:g})", "all features")] = best_curve
+    rows.append([f"skorch MLP adv. trained eps={best_eps:g}", "all features"] + best_curve)
+    print("\nAdversarially trained skorch MLP (best eps), test set")
+    print_table(header, rows[-1:])
 
     with open(out / "tabular_breast_cancer.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -199,6 +194,7 @@ def plot(curves, path):
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,24 @@ from ._models import Linear
 # One torch thread per test process: tests run tiny ops, for which a second thread only
 # adds contention (and xdist already runs one process per core).
 torch.set_num_threads(1)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run the tests marked slow (or set SKROBUST_RUN_SLOW=1)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` are skipped unless asked for: --run-slow,
+    SKROBUST_RUN_SLOW=1 or a ``-m`` expression that selects them."""
+    markexpr = config.getoption("markexpr", "") or ""
+    if (config.getoption("--run-slow") or os.environ.get("SKROBUST_RUN_SLOW") == "1"
+            or ("slow" in markexpr and "not slow" not in markexpr)):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow or SKROBUST_RUN_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)
