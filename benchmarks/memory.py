@@ -40,6 +40,8 @@ CASES = {
                                                     norm=2, immutable=[0])),
     "APGD Linf": ("APGDTransformer", dict(eps=0.3, n_iter=1)),
     "Square Linf": ("SquareAttackTransformer", dict(eps=0.3, n_queries=2)),
+    "FAB-T Linf": ("FABTransformer", dict(eps=0.3, n_iter=1, n_target_classes=2)),
+    "PGDExp L2": ("PGDExpTransformer", dict(eps=2.0, step_size=0.5, n_iter=1)),
 }
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
