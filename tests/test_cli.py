@@ -146,3 +146,112 @@ def test_help_is_plain_text():
     assert len(texts) == 4
     assert not any("``" in text for text in texts)
     assert all("--threads" in text for text in texts[1:])
+
+
+class _Loaded(Exception):
+    """Stops a command once it has handed its network on."""
+
+
+def _network_of(command, argv, monkeypatch):
+    """The network ``skrobust <command>`` hands to the library (write_report or
+    load_detector), through the real parser and the real loading code."""
+    import skrobust.cli._monitor as monitor_glue
+    import skrobust.cli._report as report_glue
+
+    seen = []
+
+    def capture(module, *args, **kwargs):
+        seen.append(module if command == "report" else kwargs["estimator"])
+        raise _Loaded
+
+    if command == "report":
+        monkeypatch.setattr(report_glue, "write_report", capture)
+    else:
+        monkeypatch.setattr(monitor_glue, "load_detector",
+                            lambda path, estimator: capture(None, estimator=estimator))
+    with pytest.raises(_Loaded):
+        main(argv)
+    return seen[0]
+
+
+@pytest.mark.parametrize("model", [
+    ["--model", "mlp"],
+    ["--module", "mlp"],
+    ["--model", "skrobust.models:MLP"],
+    ["--module", "skrobust.models:MLP", "--module-kwargs",
+     '{"n_features": 4, "n_classes": 3, "hidden_units": [8]}'],
+])
+def test_report_and_monitor_load_the_same_network_the_same_way(model, tmp_path, monkeypatch):
+    import torch
+
+    from skrobust.models import MLP
+
+    torch.manual_seed(0)
+    net = MLP(n_features=4, n_classes=3, hidden_units=(8,)).eval()
+    weights = tmp_path / "mlp.pt"
+    torch.save(net.state_dict(), weights)
+    X = np.random.RandomState(0).rand(20, 4).astype(np.float32)
+    np.savez(tmp_path / "data.npz", X=X, y=np.arange(20) % 3)
+    (tmp_path / "batches").mkdir()
+    report = _network_of("report", ["report", str(weights), *model, "--data",
+                                    str(tmp_path / "data.npz"), "--quiet"], monkeypatch)
+    monitor = _network_of("monitor", ["monitor", "det.npz", str(tmp_path / "batches"),
+                                      *model, "--weights", str(weights), "--quiet"],
+                          monkeypatch)
+    assert type(report) is type(monitor) is MLP
+    assert not report.training and not monitor.training
+    with torch.no_grad():
+        expected = net(torch.from_numpy(X))
+        assert torch.equal(report(torch.from_numpy(X)), expected)
+        assert torch.equal(monitor(torch.from_numpy(X)), expected)
+
+
+def test_load_model_names_and_classes_are_one_network(tmp_path):
+    import torch
+
+    from skrobust.cli._model import load_model
+    from skrobust.models import LeNet5
+
+    torch.manual_seed(0)
+    net = LeNet5(n_classes=4).eval()
+    torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, tmp_path / "w.pt")
+    X = torch.rand(3, 784)
+    by_name = load_model(tmp_path / "w.pt", "LeNet5")  # sizes read, "module." dropped
+    by_class = load_model(tmp_path / "w.pt", "skrobust.models:LeNet5")
+    with torch.no_grad():
+        assert torch.equal(by_name(X), net(X)) and torch.equal(by_class(X), net(X))
+    # --module-kwargs give what the weights cannot tell, and win over what they do
+    torch.save(LeNet5(n_classes=4, in_channels=3, image_size=32).state_dict(),
+               tmp_path / "rgb.pt")
+    rgb = load_model(tmp_path / "rgb.pt", "lenet5",
+                     module_kwargs='{"in_channels": 3, "image_size": 32}')
+    assert rgb(torch.rand(2, 3 * 32 * 32)).shape == (2, 4)
+    with pytest.raises(ValueError, match="rgb.pt does not fit LeNet5"):
+        load_model(tmp_path / "rgb.pt", "lenet5", module_kwargs={"n_classes": 5,
+                                                                 "in_channels": 3,
+                                                                 "image_size": 32})
+    assert load_model(None, "mlp", module_kwargs={"n_features": 4}).fc1.in_features == 4
+
+
+@pytest.mark.parametrize("model, kwargs, message", [
+    ("resnet", None, "--model 'resnet' is not supported; give one of lenet5, smallcnn, mlp"),
+    (":MLP", None, "must look like package.module:Class"),
+    ("skrobust.nowhere:Net", None, "cannot be imported"),
+    ("os:system", None, "is not a torch.nn.Module class"),
+    ("mlp", "[1]", "--module-kwargs must be a JSON object"),
+    ("mlp", '{"n_features": NaN}', "--module-kwargs is not valid JSON: NaN"),
+    ("mlp", "{", "--module-kwargs is not valid JSON"),
+    ("mlp", '{"n_featurez": 4}', "cannot be built with --module-kwargs"),
+])
+def test_load_model_refuses_in_one_line(model, kwargs, message):
+    from skrobust.cli._model import load_model
+
+    with pytest.raises(ValueError, match=message) as info:
+        load_model(None, model, module_kwargs=kwargs)
+    assert "\n" not in str(info.value)
+    assert info.value.__suppress_context__ or info.value.__context__ is None
+
+
+def test_monitor_weights_need_a_model(tmp_path, capsys):
+    code, _, err = _run(["monitor", "det.npz", str(tmp_path), "--weights", "w.pt"], capsys)
+    assert code == 2 and "--weights needs --model" in err

@@ -17,8 +17,8 @@ it reads.
 The network of a detector built on layer representations is not stored: save its
 weights with ``torch.save(module.state_dict(), path)``, rebuild the module from
 trusted code and load them with ``torch.load(path, weights_only=True)``, then pass
-it to :func:`load_detector` (the command line does this with ``--module`` and
-``--weights``).
+it to :func:`load_detector` (the command line does this with ``--model`` and
+``--weights``: ``skrobust/cli/_monitor.py``).
 """
 
 import json
@@ -100,10 +100,6 @@ def save_detector(detector, path):
 def _refuse(path, field, problem):
     return ValueError(f"{path}: field {field!r} {problem}; the file is damaged or was not "
                       f"written by skrobust.detection.save_detector.")
-
-
-def _no_constants(name):
-    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def _is_int(value):
@@ -596,71 +592,3 @@ def run_monitor(detector, batch_dir, output_dir, *, top_k=100, rescan=False,
                           RuntimeWarning, stacklevel=2)
     return records
 
-
-def _build_module(spec, kwargs_json, weights):
-    """A torch module from a trusted command-line spec ``package.module:Class``."""
-    import importlib
-
-    import torch
-
-    from ..utils._weights import load_weights
-
-    if spec is None:
-        if weights is not None:
-            raise ValueError("--weights needs --module (the network class).")
-        return None
-    module_name, _, class_name = spec.partition(":")
-    if not module_name or not class_name:
-        raise ValueError(f"--module {spec!r} must look like package.module:Class.")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"--module {spec!r} cannot be imported: {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
-        raise ValueError(f"--module {spec!r} is not a torch.nn.Module class.")
-    try:
-        kwargs = json.loads(kwargs_json or "{}", parse_constant=_no_constants)
-    except ValueError as exc:
-        raise ValueError(f"--module-kwargs is not valid JSON: {exc}") from exc
-    if not isinstance(kwargs, dict):
-        raise ValueError("--module-kwargs must be a JSON object.")
-    try:
-        module = cls(**kwargs)
-    except Exception as exc:  # noqa: BLE001 - wrong keyword arguments, in any way
-        raise ValueError(f"--module {spec!r} cannot be built with --module-kwargs "
-                         f"{kwargs_json}: {_one_line(exc)}") from None
-    if weights is not None:
-        module = load_weights(module, weights)
-    return module.eval()
-
-
-def monitor_command(detector_path, batch_dir, output_dir, *, module=None,
-                    module_kwargs="{}", weights=None, top_k=100, rescan=False,
-                    max_batch_bytes=MAX_BATCH_BYTES, verbose=1):
-    """What ``skrobust monitor`` runs; returns the exit status.
-
-    0 when every batch was tested, 1 when some could not be (each is recorded in
-    the history with its reason and listed on stderr, and the summary counts
-    them), 2 when the run could not start (detector, network, weights or folder:
-    one ``error:`` line on stderr).
-    """
-    import sys
-
-    try:
-        estimator = _build_module(module, module_kwargs, weights)
-        detector = load_detector(detector_path, estimator=estimator)
-        records = run_monitor(detector, batch_dir, output_dir, top_k=top_k, rescan=rescan,
-                              max_batch_bytes=max_batch_bytes, verbose=verbose)
-    except ValueError as exc:
-        print(f"skrobust monitor: error: {exc}", file=sys.stderr)
-        return 2
-    failed = [r for r in records if r["status"] == "error"]
-    ok = [r for r in records if r["status"] == "ok"]
-    for r in failed:
-        print(f"failed {r['batch']}: {r['error']}", file=sys.stderr)
-    drifts = sum(r["is_drift"] for r in ok)
-    summary = (f"{len(ok)} batches tested, {drifts} with drift, {len(failed)} failed "
-               f"(recorded with their reason in {Path(output_dir) / 'history.jsonl'})")
-    if failed or verbose > 0:
-        print(summary, file=sys.stderr if failed else sys.stdout)
-    return 1 if failed else 0

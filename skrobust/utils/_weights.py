@@ -1,7 +1,8 @@
 """Network weights from files that may be damaged or hostile: tensors only, one-line errors.
 
 The one way skrobust reads a ``state_dict`` (``skrobust report`` and ``skrobust
-monitor`` both use it): ``torch.load(weights_only=True)``, which unpickles plain
+monitor`` both reach it through ``skrobust/cli/_model.py``'s ``load_model``):
+``torch.load(weights_only=True)``, which unpickles plain
 tensors and containers and refuses anything that would run code. Every failure is a
 ``ValueError`` whose message is one line naming the file and what is wrong; torch's
 own advice to retry with ``weights_only=False`` (which would run the file's code) is

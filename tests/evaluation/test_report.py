@@ -9,8 +9,9 @@ import torch
 
 from skrobust.attacks import FGSMTransformer, PGDTransformer
 from skrobust.cli import main
+from skrobust.cli._model import load_model
+from skrobust.cli._report import load_data
 from skrobust.evaluation import write_report
-from skrobust.evaluation._report import load_data, load_model
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from skrobust.cli import main
+from skrobust.cli._model import load_model
 from skrobust.detection import MMDDriftDetector, save_detector
-from skrobust.evaluation._report import load_model
 from skrobust.models import MLP
 from skrobust.utils._weights import load_state_dict, load_weights
 

@@ -3,6 +3,8 @@
 import argparse
 import sys
 
+from ._model import MODEL_HELP, MODULE_KWARGS_HELP
+
 THREADS_HELP = ("torch CPU threads (default 1: on a machine whose cores are busy with "
                 "other work, more threads than free cores slow training down many "
                 "times over; 0 keeps torch's default of one per core)")
@@ -33,8 +35,8 @@ def _bound(text):
             "(the per-feature range of the evaluated samples)") from None
 
 
-def _demo(args):
-    from ._demo import run_demo
+def _run_demo(args):
+    from .._demo import run_demo
 
     _setup(args)
     run_demo(epochs=args.epochs, eps=args.eps, data_home=args.data_home,
@@ -56,27 +58,37 @@ def _mebibytes(text):
     return max(1, int(value * 2**20))
 
 
-def _monitor(args):
-    from .detection._monitor import monitor_command
+def _run_monitor(args):
+    from ._monitor import monitor_command
 
     _setup(args)
     return monitor_command(args.detector, args.batch_dir, args.output_dir,
-                           module=args.module, module_kwargs=args.module_kwargs,
+                           model=args.model, module_kwargs=args.module_kwargs,
                            weights=args.weights, top_k=args.top_k, rescan=args.rescan,
                            max_batch_bytes=args.max_batch_mib,
                            verbose=0 if args.quiet else 1)
 
 
-def _report(args):
-    from .evaluation._report import report_command
+def _run_report(args):
+    from ._report import report_command
 
     _setup(args)
-    return report_command(args.weights, args.model, data=args.data, data_home=args.data_home,
+    return report_command(args.weights, args.model, module_kwargs=args.module_kwargs,
+                          data=args.data, data_home=args.data_home,
                           n=args.n, eps=args.eps, norm=args.norm, eps_values=args.eps_values,
                           n_iter=args.n_iter, n_queries=args.n_queries,
                           clip_min=args.clip_min, clip_max=args.clip_max,
                           output_dir=args.output_dir, device=args.device,
                           random_state=args.seed, verbose=0 if args.quiet else 1)
+
+
+def _add_model_options(command, *, required):
+    """``--model`` (alias ``--module``) and ``--module-kwargs``: the same in every command
+    that loads a network (see :func:`skrobust.cli._model.load_model`)."""
+    command.add_argument("--model", "--module", dest="model", required=required,
+                         default=None, metavar="MODEL", help=MODEL_HELP)
+    command.add_argument("--module-kwargs", default="{}", metavar="JSON",
+                         help=MODULE_KWARGS_HELP)
 
 
 def _add_run_options(command, func, *, quiet, device_and_seed=True):
@@ -118,7 +130,7 @@ def build_parser():
     demo.add_argument("--save-batches", default=None, metavar="DIR",
                       help="write two batches for skrobust monitor there: clean.npy and "
                            "fgsm.npy (200 test images each, clean and attacked)")
-    _add_run_options(demo, _demo,
+    _add_run_options(demo, _run_demo,
                      quiet="no progress output (the results are still printed)")
     monitor = commands.add_parser(
         "monitor", help="test each new batch of a folder against a saved MMD detector",
@@ -132,10 +144,7 @@ def build_parser():
     monitor.add_argument("batch_dir", help="folder of incoming batches (.npy/.npz)")
     monitor.add_argument("--output-dir", default="monitor",
                          help="reports, history and figure (monitor)")
-    monitor.add_argument("--module", default=None,
-                         help="network class for a layer detector, as package.module:Class")
-    monitor.add_argument("--module-kwargs", default="{}",
-                         help="JSON keyword arguments of --module ({})")
+    _add_model_options(monitor, required=False)  # a layer detector's network
     monitor.add_argument("--weights", default=None,
                          help="state_dict of the network (torch.save), loaded with "
                               "weights_only=True")
@@ -147,17 +156,17 @@ def build_parser():
                               "being loaded")
     monitor.add_argument("--rescan", action="store_true",
                          help="re-score batches already in the history")
-    _add_run_options(monitor, _monitor, quiet="no progress output", device_and_seed=False)
+    _add_run_options(monitor, _run_monitor, quiet="no progress output", device_and_seed=False)
     report = commands.add_parser(
         "report", help="evaluate a saved model and write an HTML + JSON robustness report",
         description="Load a state_dict (torch.load with weights_only=True) into a "
-                    "skrobust.models network, run the worst-case ensemble (APGD-CE, "
+                    "network (a skrobust.models name or package.module:Class, built "
+                    "as for skrobust monitor), run the worst-case ensemble (APGD-CE, "
                     "APGD-T, FGSM, Square) and a security curve with sanity checks, and write "
                     "report.html (self-contained) and report.json. The exit status is 1 "
                     "when a sanity check failed (the report is written all the same).")
     report.add_argument("weights", help="state_dict file saved with torch.save")
-    report.add_argument("--model", required=True, choices=["lenet5", "smallcnn", "mlp"],
-                        help="the skrobust.models class the weights belong to")
+    _add_model_options(report, required=True)
     report.add_argument("--data", default="mnist",
                         help="'mnist' (test split) or a .npz file with arrays X and y (mnist)")
     report.add_argument("--data-home", default=None,
@@ -177,7 +186,7 @@ def build_parser():
                         help="upper bound of the inputs: a number, 'none' or 'data' (1); "
                              "tabular data: --clip-min data --clip-max data")
     report.add_argument("--output-dir", default="report", help="output folder (report)")
-    _add_run_options(report, _report, quiet="no progress or summary (failed sanity checks "
+    _add_run_options(report, _run_report, quiet="no progress or summary (failed sanity checks "
                                             "still go to stderr)")
     return parser
 
