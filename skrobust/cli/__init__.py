@@ -82,11 +82,11 @@ def _run_report(args):
                           random_state=args.seed, verbose=0 if args.quiet else 1)
 
 
-def _add_model_options(command, *, required):
+def _add_model_options(command, *, required, purpose="the network"):
     """``--model`` (alias ``--module``) and ``--module-kwargs``: the same in every command
     that loads a network (see :func:`skrobust.cli._model.load_model`)."""
     command.add_argument("--model", "--module", dest="model", required=required,
-                         default=None, metavar="MODEL", help=MODEL_HELP)
+                         default=None, metavar="MODEL", help=MODEL_HELP.format(purpose))
     command.add_argument("--module-kwargs", default="{}", metavar="JSON",
                          help=MODULE_KWARGS_HELP)
 
@@ -144,7 +144,7 @@ def build_parser():
     monitor.add_argument("batch_dir", help="folder of incoming batches (.npy/.npz)")
     monitor.add_argument("--output-dir", default="monitor",
                          help="reports, history and figure (monitor)")
-    _add_model_options(monitor, required=False)  # a layer detector's network
+    _add_model_options(monitor, required=False, purpose="the network of a layer detector")
     monitor.add_argument("--weights", default=None,
                          help="state_dict of the network (torch.save), loaded with "
                               "weights_only=True")

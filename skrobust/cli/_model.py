@@ -35,7 +35,7 @@ NETWORKS = {"lenet5": ("LeNet5", _lenet_sizes), "smallcnn": ("SmallCNN", _small_
             "mlp": ("MLP", _mlp_sizes)}
 MODELS = tuple(NETWORKS)
 
-MODEL_HELP = (f"the network: one of {', '.join(MODELS)} (skrobust.models; its sizes are "
+MODEL_HELP = (f"{{}}: one of {', '.join(MODELS)} (skrobust.models; its sizes are "
               "read from the weights), or any torch.nn.Module class as "
               "package.module:Class")
 MODULE_KWARGS_HELP = ("JSON keyword arguments of the network's class ({}); they override "
