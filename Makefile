@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(VENV)/bin/skrobust demo
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 -q --run-slow
 
 docs: $(STAMP)
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
