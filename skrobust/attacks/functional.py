@@ -115,9 +115,13 @@ def project_exact(x, x0, eps, norm, clip_min=None, clip_max=None):
     entry that ``x0 + delta`` rounds one ulp beyond ``eps`` steps back towards
     ``x0``, and an L2 perturbation longer than ``eps`` shrinks to a hair below it.
     The bounds ``clip_min``/``clip_max`` (None, floats or tensors broadcastable to a
-    row) are applied in x0's dtype. Runs on the tensors' device on two batch-sized
-    temporaries; returns a new tensor of x0's dtype and modifies neither input.
+    row) are applied in x0's dtype. An entry the attack left where it was (equal to
+    ``x0`` rounded to x's dtype) comes back as ``x0`` itself, so a float64 sample the
+    attack did not move is returned bit for bit. Runs on the tensors' device on a few
+    batch-sized temporaries; returns a new tensor of x0's dtype and modifies neither
+    input.
     """
+    unmoved = (x == x0.to(x.dtype)) if x.dtype != x0.dtype else None
     delta = x.to(x0.dtype) - x0
     if norm == 2:
         norms = _per_sample_norm(delta.double(), 2)
@@ -135,6 +139,8 @@ def project_exact(x, x0, eps, norm, clip_min=None, clip_max=None):
         over = spare.abs_() > eps
         torch.nextafter(out, x0, out=spare)
         torch.where(over, spare, out, out=out)
+    if unmoved is not None:
+        torch.where(unmoved, x0, out, out=out)
     return out
 
 

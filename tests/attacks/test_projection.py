@@ -42,3 +42,21 @@ def test_constrained_linf_budget_is_exact_in_X_dtype(problem, kind, params, dtyp
     # no tolerance: the comparison is made in X's dtype, as the docstrings promise
     assert np.all(np.abs(X_adv - X) <= budget)
     assert np.all(np.abs(X_adv - X)[:, budget == 0] == 0)
+
+
+@pytest.mark.parametrize("norm", ["inf", 2])
+def test_float64_entries_the_attack_did_not_move_come_back_bit_for_bit(problem, norm):
+    from skrobust.attacks import APGDTransformer
+    from skrobust.attacks.functional import project_exact
+
+    X, y, module = problem
+    x0 = torch.as_tensor(X[:20])  # float64, not representable in float32
+    out = project_exact(x0.to(torch.float32), x0, 0.1, norm, 0.0, 1.0)
+    assert torch.equal(out, x0)
+    # samples misclassified already are not attacked: their rows are X itself
+    attack = APGDTransformer(module, eps=0.05, norm=norm, n_iter=5, random_state=0).fit(X, y)
+    X_adv = attack.generate(X, y)
+    with torch.no_grad():
+        wrong = module(torch.as_tensor(X, dtype=torch.float32)).argmax(1).numpy() != y
+    assert wrong.any() and np.array_equal(X_adv[wrong], X[wrong])
+    assert np.array_equal(FGSMTransformer(module, eps=0.0).fit(X, y).generate(X, y), X)
