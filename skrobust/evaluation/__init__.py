@@ -8,6 +8,7 @@ from ._robustness import default_attacks, evaluate_robustness, format_robustness
 from ._sanity import (
     RobustnessWarning,
     SanityCheck,
+    check_black_box_weaker,
     check_deterministic,
     check_eps_zero,
     check_flat_scores,
@@ -24,6 +25,7 @@ __all__ = [
     "RobustnessWarning",
     "SanityCheck",
     "SecurityCurveDisplay",
+    "check_black_box_weaker",
     "check_deterministic",
     "check_eps_zero",
     "check_flat_scores",

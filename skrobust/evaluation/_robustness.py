@@ -29,6 +29,7 @@ from ..utils._sklearn_torch import (
 from ..utils._validation import check_bound
 from ._sanity import (
     ResolvedVictim,
+    check_black_box_weaker,
     check_flat_scores,
     check_gradients,
     check_input_bounds,
@@ -367,7 +368,8 @@ def _domain(X, clip_min, clip_max):
 
 # Checks whose failure means masked or obfuscated gradients (the name up to " (")
 MASKING_CHECKS = ("gradients", "cross-entropy gradients", "eps=0 reproduces clean accuracy",
-                  "iterative attacks beat FGSM")
+                  "iterative attacks beat FGSM",
+                  "black-box attack weaker than gradient attacks")
 NON_DIFFERENTIABLE_MARK = "skrobust_non_differentiable"
 # The escalated Square Attack: at least AutoAttack's budget, with new seeds
 ESCALATED_SQUARE_QUERIES = 5000
@@ -703,17 +705,32 @@ def _evaluate(estimator, X, y, *, eps, norm, attacks, clip_min, clip_max, reject
     iterative_fooled = np.zeros(len(X), dtype=bool)
     single_after_iterative = False
     seen_iterative = False
+    # [name, attacked, fooled, gradient attacked after, gradient fooled after] of each
+    # black-box attack that ran after gradient attacks
+    black_box = []
     for name, attack in attacks:
         target = estimator if _is_black_box(attack) else victim
         fooled = state.run(name, attack, target)
         if isinstance(attack, ITERATIVE):
             seen_iterative = True
             iterative_fooled[fooled] = True
+            for entry in black_box:
+                entry[3] = max(entry[3], state.n_attacked[name])
+                entry[4] += len(fooled)
         elif isinstance(attack, SINGLE_STEP):
             single_after_iterative |= seen_iterative
             single_fooled[fooled] = True
-    if single_after_iterative and (sanity_checks or escalate):
-        check = check_iterative_stronger(single_fooled, iterative_fooled, warn=sanity_checks)
+        elif _is_black_box(attack) and seen_iterative and not escalated_first:
+            black_box.append([name, state.n_attacked[name], len(fooled), 0, 0])
+    after_ensemble = []
+    if single_after_iterative:
+        after_ensemble.append(check_iterative_stronger(single_fooled, iterative_fooled,
+                                                       warn=sanity_checks))
+    after_ensemble += [check_black_box_weaker(
+        n_attacked, n_fooled, name=name, warn=sanity_checks,
+        gradient_after=(after_attacked, after_fooled) if after_attacked else None)
+        for name, n_attacked, n_fooled, after_attacked, after_fooled in black_box]
+    for check in after_ensemble if sanity_checks or escalate else []:
         check = replace(check, name=f"{check.name} (eps={eps:g})")
         if sanity_checks:
             checks.append(check)

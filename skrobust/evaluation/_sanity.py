@@ -464,6 +464,60 @@ def check_monotonic_accuracy(eps_values, accuracy, *, tol=0.0, warn=True):
                     f"accuracy never rises over {len(accuracy)} budgets.", warn)
 
 
+def check_black_box_weaker(n_attacked, n_fooled, *, tol=0.1, min_fooled=2,
+                           gradient_after=None, name="Square", warn=True):
+    """Check that a black-box attack fools few of the samples gradient attacks left.
+
+    The black-box attack (the Square Attack) runs after gradient attacks on the
+    samples they left standing. It only sees scores, so on a model whose gradients
+    are informative it fools few of them; when it fools many, the gradients are
+    masked or noisy and the gradient attacks' numbers are an overestimate
+    (Carlini et al., 2019: "if black-box attacks beat white-box attacks, the
+    white-box attacks are not working"). When gradient attacks also ran after it
+    (``gradient_after``), the check fails only if the black-box attack fooled a
+    larger share of its samples than they did of theirs: a long gradient attack
+    that still succeeds where random search stopped shows working gradients.
+
+    Parameters
+    ----------
+    n_attacked : int
+        Samples the black-box attack ran on (those the gradient attacks left).
+    n_fooled : int
+        Samples it fooled.
+    tol : float, default=0.1
+        Largest tolerated share of the attacked samples it fools.
+    min_fooled : int, default=2
+        Fewer fooled samples than this never fail the check.
+    gradient_after : tuple of int (n_attacked, n_fooled) or None, default=None
+        The gradient attacks that ran after it, on what it left standing.
+    name : str, default="Square"
+        The black-box attack's name, for the message.
+    {warn_check}
+
+    Examples
+    --------
+    >>> from skrobust.evaluation import check_black_box_weaker
+    >>> check = check_black_box_weaker(40, 30, warn=False)
+    >>> check.name, check.passed
+    ('black-box attack weaker than gradient attacks', False)
+    """
+    n_attacked, n_fooled = int(n_attacked), int(n_fooled)
+    share = n_fooled / max(n_attacked, 1)
+    detail = (f"{name} fooled {n_fooled} of the {n_attacked} samples the gradient attacks "
+              f"before it left standing ({100 * share:.1f} %)")
+    failed = n_fooled >= min_fooled and share > tol
+    if gradient_after is not None and gradient_after[0] > 0:
+        after_share = gradient_after[1] / gradient_after[0]
+        detail += (f", the gradient attacks after it {gradient_after[1]} of the "
+                   f"{gradient_after[0]} it left ({100 * after_share:.1f} %)")
+        failed = failed and share > after_share
+    return _measured(
+        "black-box attack weaker than gradient attacks", failed, detail,
+        "the gradients are masked or noisy, so gradient attacks overestimate the "
+        "robust accuracy; more black-box search and transfer attacks are needed", warn)
+
+
+@fill_doc
 @fill_doc
 def check_iterative_stronger(single_step_fooled, iterative_fooled, *, tol=0.01, warn=True):
     """Check that iterative attacks fool every sample that a single step fools.

@@ -9,6 +9,7 @@ from torch import nn
 from skrobust.attacks import APGDTransformer, FGSMTransformer, PGDTransformer
 from skrobust.evaluation import (
     RobustnessWarning,
+    check_black_box_weaker,
     check_deterministic,
     check_eps_zero,
     check_flat_scores,
@@ -182,6 +183,39 @@ def test_iterative_attack_weaker_than_fgsm_is_caught():
     # FGSM first: the iterative attacks never see its survivors, no verdict
     flipped = evaluate_robustness(masking_model(), X, y, eps=0.3, attacks=attacks[::-1])
     assert not any(c.name.startswith("iterative") for c in flipped.sanity_checks)
+
+
+def test_black_box_check_fails_only_when_random_search_beats_the_gradients():
+    # Square fooling most of what the gradient attacks left: masked or noisy gradients
+    with pytest.warns(RobustnessWarning, match="Square fooled 57 of the 61"):
+        failed = check_black_box_weaker(61, 57)
+    assert failed.passed is False and failed.name.startswith("black-box")
+    # a few, or a small share, is what random search adds on a sound model
+    assert check_black_box_weaker(61, 1, warn=False).passed
+    assert check_black_box_weaker(400, 30, warn=False).passed
+    # a long gradient attack after it that succeeds as often shows working gradients
+    assert check_black_box_weaker(10, 4, gradient_after=(6, 3), warn=False).passed
+    assert not check_black_box_weaker(10, 4, gradient_after=(6, 0), warn=False).passed
+    assert not check_black_box_weaker(61, 57, gradient_after=(0, 0), warn=False).passed
+
+
+def test_a_black_box_win_escalates(monkeypatch, mlp_net, data):
+    # the check's verdict feeds the escalation like the other masking checks
+    from skrobust.attacks import SquareAttackTransformer
+    from skrobust.evaluation import _robustness
+
+    def always_failing(*args, **kwargs):
+        return check_black_box_weaker(10, 9, warn=kwargs.get("warn", True))
+
+    monkeypatch.setattr(_robustness, "check_black_box_weaker", always_failing)
+    X, y = data[0][:40], data[1][:40]
+    attacks = [("PGD", PGDTransformer(n_iter=3, step_size=0.01)),
+               ("Square", SquareAttackTransformer(n_queries=20))]
+    with pytest.warns(RobustnessWarning, match="black-box"):
+        result = evaluate_robustness(mlp_net, X, y, eps=0.02, attacks=attacks,
+                                     random_state=0)
+    assert any("black-box attack weaker" in e["reason"] for e in result.escalations)
+    assert result.plain_robust_accuracy >= result.robust_accuracy
 
 
 def test_iterative_check_tolerance():
