@@ -464,6 +464,7 @@ def check_monotonic_accuracy(eps_values, accuracy, *, tol=0.0, warn=True):
                     f"accuracy never rises over {len(accuracy)} budgets.", warn)
 
 
+@fill_doc
 def check_black_box_weaker(n_attacked, n_fooled, *, tol=0.1, min_fooled=2,
                            gradient_after=None, name="Square", warn=True):
     """Check that a black-box attack fools few of the samples gradient attacks left.
