@@ -1,7 +1,9 @@
+from ..utils._docstrings import fill_doc
 from ._base import ATTACK_PARAMS, BaseAttack, finite, resolve_norm, share
 from ._functional_fab import fab
 
 
+@fill_doc
 class FABTransformer(BaseAttack):
     """Fast Adaptive Boundary attack (FAB, FAB-T) as a scikit-learn transformer.
 
@@ -27,14 +29,11 @@ class FABTransformer(BaseAttack):
 
     Parameters
     ----------
-    estimator : skorch classifier, FrozenEstimator or torch.nn.Module, default=None
-        Victim model. A ``FrozenEstimator`` or a ``torch.nn.Module`` (returning
-        logits) is used as is; anything else is cloned and fitted in ``fit``. If
-        None, a small MLP from :mod:`skrobust.models` is fitted.
-    eps : float, default=0.3
-        Radius of the ``norm`` ball in which an adversarial point counts.
-    norm : {"inf", 2}, default="inf"
-        The Lp norm of the perturbation budget (and of FAB's projections).
+    {estimator}
+    {eps}
+        An adversarial point counts when it lies in that ball.
+    {norm}
+        FAB's projections use the same norm.
     n_iter : int, default=100
         Iterations per run (AutoAttack: 100).
     n_restarts : int, default=1
@@ -57,29 +56,17 @@ class FABTransformer(BaseAttack):
         Overshoot of the projections (> 0; >= 1 crosses the linearised boundary).
     beta : float, default=0.9
         Backward step towards the clean point after crossing, in (0, 1].
-    clip_min, clip_max : float, array-like of shape (n_features,) or None, default=0.0, 1.0
-        Bounds of the input domain; None disables a bound.
-    batch_size : int, default=256
-        Samples per forward/backward pass; bounds the memory used.
-    device : str or torch.device, default="cpu"
-        Device on which a victim fitted by this transformer is trained and attacked.
-        A frozen victim is attacked on its own device.
+    {clip}
+    {batch_size}
+    {device}
     random_state : int, RandomState instance or None, default=None
         Seeds the random restarts (none with ``n_restarts=1``) and the training of
         a victim fitted here.
-    verbose : int, default=0
-        Show a progress bar over batches when > 0.
+    {verbose}
 
-    Attributes
-    ----------
-    estimator_ : skorch classifier, FrozenEstimator or torch.nn.Module
-        The victim: the given one when frozen or a module, else the fitted clone.
-    classes_ : ndarray of shape (n_classes,)
-        Class labels seen in ``fit``.
-    n_features_in_ : int
-        Number of features seen in ``fit``.
-    seed_ : int
-        Seed drawn from ``random_state`` in ``fit``; random restarts use it.
+    {attributes}
+    {seed_}
+        Random restarts use it.
 
     See Also
     --------
@@ -100,11 +87,8 @@ class FABTransformer(BaseAttack):
 
     Examples
     --------
-    >>> from sklearn.datasets import make_classification
-    >>> from sklearn.preprocessing import minmax_scale
+    {example_data}
     >>> from skrobust.attacks import FABTransformer
-    >>> X, y = make_classification(n_samples=100, n_features=5, random_state=0)
-    >>> X = minmax_scale(X)
     >>> attack = FABTransformer(eps=0.1, n_iter=10, random_state=0).fit(X, y)
     >>> X_adv = attack.generate(X, y)
     >>> bool(abs(X_adv - X).max() <= 0.1)
