@@ -17,3 +17,14 @@ class Linear(nn.Module):
 
     def forward(self, x):
         return self.fc(x)
+
+
+def image_case(n_samples):
+    """A small random image model (torchattacks wants 4-D images), ``n_samples``
+    random 1x6x6 inputs and the model's own labels for them."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
+    x = torch.rand(n_samples, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    return model, x, y

@@ -18,6 +18,8 @@ from skrobust.attacks._functional_apgd import (
     dlr_targeted_loss,
 )
 
+from .._models import image_case
+
 
 def _accuracy(net, X, y):
     return float(np.mean(net.predict(X.astype(np.float32)) == y))
@@ -38,23 +40,13 @@ def test_checkpoints_follow_autoattack():
     assert apgd_checkpoints(1) == [0, 1]
 
 
-def _image_case():
-    """A small random image model (torchattacks wants 4-D images), inputs, its labels."""
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
-    x = torch.rand(40, 1, 6, 6, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        y = model(x).argmax(1)
-    return model, x, y
-
-
 @pytest.mark.parametrize("norm", ["inf", 2])
 @pytest.mark.parametrize("loss", ["ce", "dlr"])
 def test_same_trajectory_as_torchattacks(norm, loss):
     # best-loss mode runs every sample for all steps and returns its highest-loss
     # point: equal points mean equal start, steps, momentum, checkpoints and halving
     torchattacks = pytest.importorskip("torchattacks")
-    model, x, y = _image_case()
+    model, x, y = image_case(40)
     eps = 0.05 if norm == "inf" else 0.3
     ref = torchattacks.APGD(model, norm="Linf" if norm == "inf" else "L2", eps=eps,
                             steps=30, loss=loss)
@@ -77,7 +69,7 @@ def test_same_points_as_torchattacks_from_the_same_start(norm, kind):
     # start, so checkpoints, halving conditions, momentum and projections must give
     # the same adversarial points
     torchattacks = pytest.importorskip("torchattacks")
-    model, x, y = _image_case()
+    model, x, y = image_case(40)
     eps = 0.05 if norm == "inf" else 0.3
     ta_norm = "Linf" if norm == "inf" else "L2"
     if kind == "APGD-CE":
@@ -277,7 +269,7 @@ def test_finished_samples_leave_the_batch_without_changing_any_output(check_ever
     # per-sample trajectories are independent: dropping the samples that reached
     # their goal changes no other sample's points, flags or best loss (float64, so
     # that batch-size dependent kernel rounding cannot hide a real difference)
-    model, x, y = _image_case()
+    model, x, y = image_case(40)
     model, x = model.double(), x.double()
     start = apgd_start(x, 0.05, "inf", torch.Generator().manual_seed(2), 0.0, 1.0)
     counted = _RowCounter(model)
@@ -297,7 +289,7 @@ def test_finished_samples_leave_the_batch_without_changing_any_output(check_ever
 def test_compaction_keeps_float32_outputs_to_rounding():
     # in float32 a smaller batch may round a matrix product differently by an ulp;
     # the points then agree to that rounding and the success flags exactly
-    model, x, y = _image_case()
+    model, x, y = image_case(40)
     start = apgd_start(x, 0.05, "inf", torch.Generator().manual_seed(2), 0.0, 1.0)
     full_x, full_hit, _ = _run(model, x, y, start, compact=False)
     x_adv, hit, _ = _run(model, x, y, start, compact=True)
@@ -306,7 +298,7 @@ def test_compaction_keeps_float32_outputs_to_rounding():
 
 
 def test_a_batch_that_is_all_fooled_at_the_start_costs_one_pass():
-    model, x, y = _image_case()
+    model, x, y = image_case(40)
     counted = _RowCounter(model)
     x_adv, hit, _ = _run(counted, x, (y + 1) % 10, x.clone(), compact=True)
     assert bool(hit.all()) and torch.equal(x_adv, x)

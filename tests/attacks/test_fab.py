@@ -11,7 +11,7 @@ from torch import nn
 from skrobust.attacks import FABTransformer, functional
 from skrobust.attacks._functional_fab import boundary_projection, fab
 
-from .._models import Linear
+from .._models import Linear, image_case
 
 DOUBLE = torch.float64
 
@@ -180,16 +180,6 @@ class _Scale(nn.Module):
         return self.factor * z
 
 
-def _image_case():
-    """A small random image model (torchattacks wants 4-D images), inputs, its labels."""
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
-    x = torch.rand(100, 1, 6, 6, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        y = model(x).argmax(1)
-    return model, x, y
-
-
 def _fooled_within(model, x, x_adv, y, eps, norm):
     size = (x_adv - x).flatten(1).norm(p=float("inf") if norm == "inf" else 2, dim=1)
     with torch.no_grad():
@@ -202,7 +192,7 @@ def test_fools_the_same_images_as_torchattacks(norm, targets):
     # torchattacks ports AutoAttack's FAB; without restarts both are deterministic,
     # so the images fooled within eps must be the same, image by image
     torchattacks = pytest.importorskip("torchattacks")
-    model, x, y = _image_case()
+    model, x, y = image_case(100)
     eps = 0.15 if norm == "inf" else 1.0
     ref = torchattacks.FAB(model, norm="Linf" if norm == "inf" else "L2", eps=eps, steps=20,
                            multi_targeted=targets is not None, n_classes=10)
