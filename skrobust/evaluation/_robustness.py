@@ -705,31 +705,21 @@ def _evaluate(estimator, X, y, *, eps, norm, attacks, clip_min, clip_max, reject
     iterative_fooled = np.zeros(len(X), dtype=bool)
     single_after_iterative = False
     seen_iterative = False
-    # [name, attacked, fooled, gradient attacked after, gradient fooled after] of each
-    # black-box attack that ran after gradient attacks
-    black_box = []
     for name, attack in attacks:
         target = estimator if _is_black_box(attack) else victim
         fooled = state.run(name, attack, target)
         if isinstance(attack, ITERATIVE):
             seen_iterative = True
             iterative_fooled[fooled] = True
-            for entry in black_box:
-                entry[3] = max(entry[3], state.n_attacked[name])
-                entry[4] += len(fooled)
         elif isinstance(attack, SINGLE_STEP):
             single_after_iterative |= seen_iterative
             single_fooled[fooled] = True
-        elif _is_black_box(attack) and seen_iterative and not escalated_first:
-            black_box.append([name, state.n_attacked[name], len(fooled), 0, 0])
     after_ensemble = []
     if single_after_iterative:
         after_ensemble.append(check_iterative_stronger(single_fooled, iterative_fooled,
                                                        warn=sanity_checks))
-    after_ensemble += [check_black_box_weaker(
-        n_attacked, n_fooled, name=name, warn=sanity_checks,
-        gradient_after=(after_attacked, after_fooled) if after_attacked else None)
-        for name, n_attacked, n_fooled, after_attacked, after_fooled in black_box]
+    if not escalated_first:
+        after_ensemble += _black_box_checks(attacks, state, warn=sanity_checks)
     for check in after_ensemble if sanity_checks or escalate else []:
         check = replace(check, name=f"{check.name} (eps={eps:g})")
         if sanity_checks:
@@ -761,6 +751,25 @@ def _evaluate(estimator, X, y, *, eps, norm, attacks, clip_min, clip_max, reject
         escalations=escalations,
         plain_robust_accuracy=plain_robust,
     )
+
+
+def _black_box_checks(attacks, state, *, warn):
+    """:func:`check_black_box_weaker` for each black-box attack of the ensemble that
+    ran after gradient attacks, against the gradient attacks that ran after it."""
+    checks = []
+    for i, (name, attack) in enumerate(attacks):
+        if not (_is_black_box(attack)
+                and any(isinstance(a, ITERATIVE) for _, a in attacks[:i])):
+            continue
+        later = [n for n, a in attacks[i + 1:] if isinstance(a, ITERATIVE)]
+        # the first of them attacked what the black-box attack left
+        after = None
+        if later and state.n_attacked[later[0]]:
+            after = (state.n_attacked[later[0]], sum(state.n_fooled[n] for n in later))
+        checks.append(check_black_box_weaker(
+            state.n_attacked[name], state.n_fooled[name], name=name, warn=warn,
+            gradient_after=after))
+    return checks
 
 
 def _silent_masking_checks(victim, X, y):
