@@ -6,12 +6,11 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 from sklearn.base import clone
-from sklearn.frozen import FrozenEstimator
 from tqdm.auto import tqdm
 
 from ..models._skorch import is_skorch_net
 from ..models._victim import needs_fit
-from ..utils._differentiable import TorchModel, victim_input
+from ..utils._differentiable import TorchModel, unfrozen, victim_input
 from ..utils._docstrings import fill_doc
 from ..utils._torch import copy_into, eval_mode, to_device, to_numpy
 from ._base import (CONSTRAINED_ATTACK_PARAMS, BaseAttack, _torch_dtype, finite, resolve_norm,
@@ -226,10 +225,7 @@ class SquareAttackTransformer(BaseAttack):
         return super()._fit_victim(X, y, y_index)
 
     def _victim(self):
-        victim = self.estimator_
-        while isinstance(victim, FrozenEstimator):
-            victim = victim.estimator
-        return victim
+        return unfrozen(self.estimator_)
 
     def _uses_torch(self):
         victim = self._victim()

@@ -6,7 +6,6 @@ from dataclasses import replace
 import numpy as np
 import torch
 from sklearn.base import clone
-from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 from sklearn.utils import Bunch
 from sklearn.utils.validation import check_consistent_length, column_or_1d
@@ -21,7 +20,7 @@ from ..attacks import (
 )
 from ..attacks._base import attack_estimator, resolve_norm
 from ..attacks._square import resolve_image_shape
-from ..utils._differentiable import TorchModel, as_torch_model
+from ..utils._differentiable import TorchModel, as_torch_model, unfrozen
 from ..utils._sklearn_torch import (
     check_convertible,
     sklearn_to_torch,
@@ -524,7 +523,7 @@ def resolve_plan(estimator, X, *, escalate, non_differentiable):
             plan.skip = TorchModel(_Rewired(model.module, parts, "skip"), model.device,
                                    model.classes)
         return plan
-    inner = estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
+    inner = unfrozen(estimator)
     if isinstance(inner, Pipeline) and non_differentiable is None:
         models = _pipeline_models(inner, X)
         if models is not None:
