@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from ..models._skorch import is_skorch_net
 from ..models._victim import needs_fit
-from ..utils._differentiable import TorchModel, unfrozen, victim_input
+from ..utils._differentiable import TorchModel, has_torch_hook, unfrozen, victim_input
 from ..utils._docstrings import fill_doc
 from ..utils._torch import copy_into, eval_mode, to_device, to_numpy
 from ._base import (CONSTRAINED_ATTACK_PARAMS, BaseAttack, _torch_dtype, finite, resolve_norm,
@@ -220,7 +220,7 @@ class SquareAttackTransformer(BaseAttack):
     def _fit_victim(self, X, y, y_index):
         estimator = self.estimator
         if (needs_fit(estimator) and estimator is not None and not is_skorch_net(estimator)
-                and not hasattr(estimator, "__skrobust_torch_model__")):
+                and not has_torch_hook(estimator)):
             return clone(estimator).fit(X, y)
         return super()._fit_victim(X, y, y_index)
 

@@ -8,7 +8,8 @@ import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.frozen import FrozenEstimator
 
-from ..utils._differentiable import SUPPORTED_VICTIMS, TorchModel, as_torch_model, unfrozen
+from ..utils._differentiable import (SUPPORTED_VICTIMS, TorchModel, as_torch_model,
+                                     has_torch_hook, unfrozen)
 from ..utils._sklearn_torch import check_convertible, is_convertible
 from ..utils._torch import is_skorch_net, resolve_device
 from ._skorch import default_net, fit_net, size_net
@@ -82,7 +83,7 @@ def fit_victim(estimator, X, y, y_index, *, n_classes, device, seed):
         net = default_net()
     elif is_skorch_net(estimator):
         net = clone(estimator)
-    elif hasattr(estimator, "__skrobust_torch_model__") or is_convertible(estimator):
+    elif has_torch_hook(estimator) or is_convertible(estimator):
         return clone(estimator).fit(X, y)
     else:
         detail = _convertible_error(estimator)

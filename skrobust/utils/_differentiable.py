@@ -354,6 +354,11 @@ def victim_input(estimator, X):
 HOOK = "__skrobust_torch_model__"
 
 
+def has_torch_hook(estimator):
+    """Whether ``estimator`` implements the ``__skrobust_torch_model__`` protocol."""
+    return hasattr(estimator, HOOK)
+
+
 @functools.singledispatch
 def _torch_model_of(estimator):
     """Fallback of :func:`as_torch_model` for a type nothing is registered for."""

@@ -25,7 +25,7 @@ from sklearn.svm import SVC, NuSVC
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._differentiable import TorchModel, as_torch_model
+from ._differentiable import TorchModel, as_torch_model, has_torch_hook
 from ._torch import is_skorch_net
 
 SVC_KERNELS = ("linear", "rbf", "poly", "sigmoid")
@@ -288,7 +288,7 @@ def check_convertible(estimator, name=None, *, final=True):
 
 def _is_torch_classifier(estimator):
     """A skorch net or a skrobust estimator: already differentiable (final step only)."""
-    return is_skorch_net(estimator) or hasattr(estimator, "__skrobust_torch_model__")
+    return is_skorch_net(estimator) or has_torch_hook(estimator)
 
 
 def is_convertible(estimator):
