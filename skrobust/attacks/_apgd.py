@@ -6,6 +6,7 @@ from sklearn.utils.validation import check_scalar
 from ..utils._docstrings import fill_doc
 from ._base import ATTACK_PARAMS, BaseAttack, finite, resolve_norm, share
 from ._functional_apgd import LOSSES, apgd
+from ._runs import max_rows_for
 
 
 @fill_doc
@@ -143,4 +144,5 @@ class APGDTransformer(BaseAttack):
                     loss=self.loss, n_iter=self.n_iter, n_restarts=self.n_restarts,
                     targeted=self.targeted, n_target_classes=self.n_target_classes,
                     rho=self.rho, alpha=self.momentum, random_start=self.random_start,
-                    clip_min=clip_min, clip_max=clip_max, generator=generator)
+                    clip_min=clip_min, clip_max=clip_max, generator=generator,
+                    max_rows=max_rows_for(x.device, self.batch_size))

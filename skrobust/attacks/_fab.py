@@ -1,6 +1,7 @@
 from ..utils._docstrings import fill_doc
 from ._base import ATTACK_PARAMS, BaseAttack, finite, resolve_norm, share
 from ._functional_fab import fab
+from ._runs import max_rows_for
 
 
 @fill_doc
@@ -139,4 +140,4 @@ class FABTransformer(BaseAttack):
                    n_iter=self.n_iter, n_restarts=self.n_restarts, targeted=self.targeted,
                    n_target_classes=self.n_target_classes, alpha_max=self.alpha_max,
                    eta=self.eta, beta=self.beta, clip_min=clip_min, clip_max=clip_max,
-                   generator=generator)
+                   generator=generator, max_rows=max_rows_for(x.device, self.batch_size))

@@ -10,6 +10,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
+from ._runs import chunk_rows, draw_keys, run_chunks, start_noise, superseded
 from .functional import _per_sample_norm, ascent_direction, clip, project, two_class_scores
 
 LOSSES = ("ce", "dlr")
@@ -107,16 +108,16 @@ def apgd_checkpoints(n_iter):
     return checkpoints
 
 
-def apgd_start(x, eps, norm, generator=None, clip_min=None, clip_max=None):
+def apgd_start(x, eps, norm, generator=None, clip_min=None, clip_max=None, *, keys=None,
+               counter=()):
     """AutoAttack's random start: a point on the surface of the ``norm`` ball.
 
     Linf: ``x + eps * t / max|t|`` with ``t`` uniform in ``[-1, 1]``; L2:
-    ``x + eps * t / ||t||`` with ``t`` Gaussian; then clipped to the box.
+    ``x + eps * t / ||t||`` with ``t`` Gaussian; then clipped to the box. ``t`` comes
+    from ``generator``, or per row from ``keys`` and ``counter``
+    (:func:`~skrobust.attacks._runs.start_noise`).
     """
-    if norm == 2:
-        t = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    else:
-        t = 2 * torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) - 1
+    t = start_noise(x, norm, generator, keys, counter)
     return clip(x + eps * t / (_per_sample_norm(t, norm) + 1e-12), clip_min, clip_max)
 
 
@@ -160,7 +161,8 @@ def _sync_period(device):
 
 
 def apgd_run(module, x, x_start, objective, reached, *, eps, norm, n_iter, rho=0.75,
-             alpha=0.75, clip_min=None, clip_max=None, per_sample=None, check_every=None):
+             alpha=0.75, clip_min=None, clip_max=None, per_sample=None, check_every=None,
+             groups=None):
     """One APGD run (Algorithm 1 of the paper, as in AutoAttack's code) from ``x_start``.
 
     Ascends ``objective(scores) -> (n_samples,)`` inside the ``eps``-ball around
@@ -182,6 +184,9 @@ def apgd_run(module, x, x_start, objective, reached, *, eps, norm, n_iter, rho=0
     ``check_every`` steps (default: every step on a CPU, every 5th on a GPU), so a
     finished sample may run a few more steps; its output, fixed when it first
     succeeded, does not change. ``clip_min``/``clip_max`` broadcast over samples.
+    ``groups=(sample, rank)`` (int tensors, one entry per row; with ``per_sample``)
+    marks rows that are runs of the same sample: a row also leaves when a row of its
+    sample ranked before it succeeds (:mod:`~skrobust.attacks._runs`).
 
     Returns the first point reaching success where one was found, else the point
     of highest objective, plus the success flags and the highest objective (for a
@@ -189,6 +194,8 @@ def apgd_run(module, x, x_start, objective, reached, *, eps, norm, n_iter, rho=0
     """
     compact = per_sample is not None
     kwargs = dict(per_sample) if compact else {}
+    sample, rank = (None, None) if groups is None else groups
+    n_samples = None if groups is None else int(sample.max()) + 1
     check_every = _sync_period(x.device) if check_every is None else check_every
     checkpoints = apgd_checkpoints(n_iter)
     next_check = iter(checkpoints[1:])
@@ -213,15 +220,20 @@ def apgd_run(module, x, x_start, objective, reached, *, eps, norm, n_iter, rho=0
             if bool(success.all()):
                 break  # every output is a found point now: later steps change none
         elif k % check_every == 0:
-            done = success.nonzero().flatten()  # the one host synchronisation
-            if len(done) == len(index):
+            leave = success
+            if sample is not None:
+                leave = success | superseded(success, sample, rank, n_samples)
+            keep = (~leave).nonzero().flatten()  # the one host synchronisation
+            if len(keep) == 0:
                 break
-            if len(done):
+            if len(keep) < len(index):
+                done = success.nonzero().flatten()
                 rows = index[done]
                 out_x[rows], out_success[rows] = x_found[done], True
                 out_loss[rows] = loss_best[done]
-                keep = (~success).nonzero().flatten()
                 index = index[keep]
+                if sample is not None:
+                    sample, rank = sample[keep], rank[keep]
                 kwargs = {key: None if t is None else t[keep] for key, t in kwargs.items()}
                 x, x_cur, x_prev, grad = x[keep], x_cur[keep], x_prev[keep], grad[keep]
                 step, losses, success = step[keep], losses[keep], success[keep]
@@ -264,7 +276,7 @@ def apgd_run(module, x, x_start, objective, reached, *, eps, norm, n_iter, rho=0
 
 def apgd(module, x, y, *, eps, norm="inf", loss="ce", n_iter=100, n_restarts=1,
          targeted=False, n_target_classes=None, rho=0.75, alpha=0.75, random_start=True,
-         clip_min=None, clip_max=None, generator=None):
+         clip_min=None, clip_max=None, generator=None, max_rows=None):
     """Auto-PGD (Croce & Hein, 2020): PGD with an automatic step-size schedule.
 
     Starts with step ``2 * eps``, adds momentum ``alpha`` and, at checkpoints
@@ -306,14 +318,22 @@ def apgd(module, x, y, *, eps, norm="inf", loss="ce", n_iter=100, n_restarts=1,
     clip_min, clip_max : float, Tensor or None
         Input bounds.
     generator : torch.Generator, optional
-        Source of the random starts.
+        Source of the random starts: one key per sample, from which each run of the
+        sample draws its start (so a run starts at the same point whichever runs it
+        shares a batch with).
+    max_rows : int or None
+        The runs of a sample (target classes, restarts) go in turn, each on the
+        samples not fooled yet; when few samples are left, the next runs go side by
+        side in one batch of at most ``max_rows`` rows (None: ``len(x)``), with the
+        same result as in turn (see :mod:`~skrobust.attacks._runs`).
 
     Returns
     -------
     x_adv : Tensor of the shape of ``x``
-        For each sample, the first point found that reaches the goal, else the
-        point of highest loss. Samples already misclassified (or already at their
-        target) are returned unchanged.
+        For each sample, the point found by the first run (in the order above) that
+        reaches the goal, else the point of highest loss of the last target's
+        runs. Samples already misclassified (or already at their target) are
+        returned unchanged.
 
     References
     ----------
@@ -329,44 +349,44 @@ def apgd(module, x, y, *, eps, norm="inf", loss="ce", n_iter=100, n_restarts=1,
     x_adv = x.clone()
     if targeted:
         success = _predict(clean_logits) == y
-        runs = [(None, y, "target")]
+        goal, y_run, targets = "target", None, [y]
     else:
         success = _predict(clean_logits) != y
-        if n_target_classes is None:
-            runs = [(None, None, "error")]
-        else:
+        goal, y_run, targets = "error", y, [None]
+        if n_target_classes is not None:
             order = two_class_scores(clean_logits).argsort(dim=1, descending=True)
             # the i-th best class other than the top one; n_classes - 1 at most
-            runs = [(order[:, i], None, "error")
-                    for i in range(1, min(n_target_classes, n_classes - 1) + 1)]
+            targets = [order[:, i] for i in range(1, min(n_target_classes, n_classes - 1) + 1)]
+    # the runs of a sample (target, restart) in the order they would go one by one
+    schedule = [(i, r) for i in range(len(targets)) for r in range(n_restarts)]
+    keys = draw_keys(len(x), generator, x.device) if random_start else None
     best_loss = torch.full((len(x),), float("-inf"), dtype=x.dtype, device=x.device)
-    for ranked_target, target, goal in runs:
-        for _ in range(n_restarts):
-            active = (~success).nonzero().flatten()
-            if len(active) == 0:
-                return x_adv
-            x_a = x[active]
-            if random_start:
-                x_start = apgd_start(x_a, eps, norm, generator, clip_min, clip_max)
-            else:
-                x_start = x_a.clone()
-            if goal == "target":
-                run_y, run_target = None, target[active]
-            elif ranked_target is not None:
-                run_y, run_target = y[active], ranked_target[active]
-            else:
-                run_y, run_target = y[active], None
-            out, hit, run_loss = apgd_run(
-                module, x_a, x_start, partial(_per_sample_loss, loss=loss),
-                partial(_reached, goal=goal), eps=eps, norm=norm, n_iter=n_iter, rho=rho,
-                alpha=alpha, clip_min=clip_min, clip_max=clip_max,
-                per_sample=dict(y=run_y, target=run_target))
-            # fooled samples keep their adversarial point; the others keep the run
-            # with the highest loss (comparable within one target's runs only)
-            keep = hit | (run_loss > best_loss[active])
-            x_adv[active[keep]] = out[keep]
-            best_loss[active] = torch.where(keep, run_loss, best_loss[active])
-            success[active] = hit
-        best_loss.fill_(float("-inf"))
+    for first, count, active in run_chunks(len(schedule), success, max_rows or len(x)):
+        chunk, x_a, n_a = schedule[first:first + count], x[active], len(active)
+        if random_start:
+            starts = torch.cat([apgd_start(x_a, eps, norm, None, clip_min, clip_max,
+                                           keys=keys[active], counter=run) for run in chunk])
+        else:
+            starts = x_a.repeat((count,) + (1,) * (x.dim() - 1))
+        per_sample = dict(
+            y=None if y_run is None else y_run[active].repeat(count),
+            target=None if targets[0] is None else torch.cat([targets[i][active]
+                                                              for i, _ in chunk]))
+        out, hit, run_loss = apgd_run(
+            module, x_a.repeat((count,) + (1,) * (x.dim() - 1)), starts,
+            partial(_per_sample_loss, loss=loss), partial(_reached, goal=goal), eps=eps,
+            norm=norm, n_iter=n_iter, rho=rho, alpha=alpha, clip_min=clip_min,
+            clip_max=clip_max, per_sample=per_sample, groups=chunk_rows(n_a, count, x.device))
+        for j, (_, restart) in enumerate(chunk):  # fold in rank order
+            rows = slice(j * n_a, (j + 1) * n_a)
+            if restart == 0:  # losses are comparable within one target's runs only
+                best_loss.fill_(float("-inf"))
+            # a fooled sample keeps its first adversarial point; the others the run
+            # of highest loss
+            standing = ~success[active]
+            keep = standing & (hit[rows] | (run_loss[rows] > best_loss[active]))
+            x_adv[active[keep]] = out[rows][keep]
+            best_loss[active] = torch.where(keep, run_loss[rows], best_loss[active])
+            success[active] = success[active] | (standing & hit[rows])
     return x_adv
 

@@ -8,6 +8,7 @@ mode, and every function returns detached tensors.
 
 import torch
 
+from ._runs import chunk_rows, draw_keys, run_chunks, start_noise, superseded
 from .functional import _per_sample_norm, clip, two_class_scores
 
 
@@ -158,18 +159,17 @@ def fab_step(x1, x0, c, w, norm, *, alpha_max, eta, lo=None, hi=None):
     return clip(x_new, lo, hi)
 
 
-def fab_start(x0, eps, norm, generator=None, lo=None, hi=None):
+def fab_start(x0, eps, norm, generator=None, lo=None, hi=None, *, keys=None, counter=()):
     """FAB's random restart: ``x0 + eps / 2 * t / ||t||`` (``t`` uniform in [-1, 1]
-    for Linf, Gaussian for L2), clipped to the box; ``x0`` flat."""
-    if norm == 2:
-        t = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-    else:
-        t = 2 * torch.rand(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype) - 1
+    for Linf, Gaussian for L2), clipped to the box; ``x0`` flat. ``t`` comes from
+    ``generator``, or per row from ``keys`` and ``counter``
+    (:func:`~skrobust.attacks._runs.start_noise`)."""
+    t = start_noise(x0, norm, generator, keys, counter)
     return clip(x0 + 0.5 * eps * t / _per_sample_norm(t, norm).clamp_min(1e-12), lo, hi)
 
 
 def fab_run(module, x0, x_start, y, target, goal, *, eps, norm, n_iter, alpha_max=0.1,
-            eta=1.05, beta=0.9, lo=None, hi=None):
+            eta=1.05, beta=0.9, lo=None, hi=None, groups=None):
     """One FAB run (Algorithm 1 of the paper, as in AutoAttack's ``fab_pt.py``).
 
     ``x0`` and ``x_start`` are flat (n, D) and ``module`` takes flat rows. Each
@@ -182,6 +182,9 @@ def fab_run(module, x0, x_start, y, target, goal, *, eps, norm, n_iter, alpha_ma
     samples still standing. Each iteration costs a forward and backward pass at
     the current point and a forward pass at the new one (which steps back in most
     iterations, so its scores rarely serve the next linearisation).
+    ``groups=(sample, rank)`` marks rows that are runs of the same sample: a row
+    also leaves when a row of its sample ranked before it succeeds
+    (:mod:`~skrobust.attacks._runs`).
 
     Returns
     -------
@@ -197,6 +200,8 @@ def fab_run(module, x0, x_start, y, target, goal, *, eps, norm, n_iter, alpha_ma
     def cut(t, keep):
         return None if t is None else t[keep]
 
+    sample, rank = (None, None) if groups is None else groups
+    n_samples = None if groups is None else int(sample.max()) + 1
     x1 = x_start
     for _ in range(n_iter):
         _, c, w = _linearise(module, x1, y, target, goal, norm)
@@ -204,15 +209,19 @@ def fab_run(module, x0, x_start, y, target, goal, *, eps, norm, n_iter, alpha_ma
         scores, _, _ = _linearise(module, x_new, y, target, goal, norm, grad=False)
         reached = _success(scores, y, target, goal)
         inside = reached & (_norm(x_new - x0, norm) <= eps)
-        done = inside.nonzero().flatten()  # the one host synchronisation per iteration
-        if len(done):
+        leave = inside
+        if sample is not None:
+            leave = inside | superseded(inside, sample, rank, n_samples)
+        keep = (~leave).nonzero().flatten()  # the one host synchronisation per iteration
+        if len(keep) < len(index):
+            done = inside.nonzero().flatten()
             out[index[done]] = x_new[done]
             success[index[done]] = True
-            keep = (~inside).nonzero().flatten()
             if len(keep) == 0:
                 break
             index, x0, x_new, reached = index[keep], x0[keep], x_new[keep], reached[keep]
             y, target, lo, hi = cut(y, keep), cut(target, keep), cut(lo, keep), cut(hi, keep)
+            sample, rank = cut(sample, keep), cut(rank, keep)
         # adversarial but too far: step back towards x0
         x1 = torch.where(reached[:, None], x0 + beta * (x_new - x0), x_new)
     return out, success
@@ -220,7 +229,7 @@ def fab_run(module, x0, x_start, y, target, goal, *, eps, norm, n_iter, alpha_ma
 
 def fab(module, x, y, *, eps, norm="inf", n_iter=100, n_restarts=1, targeted=False,
         n_target_classes=9, alpha_max=0.1, eta=1.05, beta=0.9, clip_min=None,
-        clip_max=None, generator=None):
+        clip_max=None, generator=None, max_rows=None):
     """Fast Adaptive Boundary attack (Croce & Hein, 2020), within an ``eps``-ball.
 
     FAB walks to the decision boundary along the projections of the current point
@@ -261,7 +270,13 @@ def fab(module, x, y, *, eps, norm="inf", n_iter=100, n_restarts=1, targeted=Fal
     clip_min, clip_max : float, Tensor or None
         Input bounds.
     generator : torch.Generator, optional
-        Source of the random restarts (none with ``n_restarts=1``).
+        Source of the random restarts (none with ``n_restarts=1``): one key per
+        sample, from which each restart of the sample draws its start.
+    max_rows : int or None
+        The runs of a sample (target classes, restarts) go in turn, each on the
+        samples not fooled yet; when few samples are left, the next runs go side by
+        side in one batch of at most ``max_rows`` rows (None: ``len(x)``), with the
+        same result as in turn (see :mod:`~skrobust.attacks._runs`).
 
     Returns
     -------
@@ -298,18 +313,28 @@ def fab(module, x, y, *, eps, norm="inf", n_iter=100, n_restarts=1, targeted=Fal
             order = clean.argsort(dim=1, descending=True)
             targets = [order[:, i] for i in range(1, min(n_target_classes, n_classes - 1) + 1)]
     x_adv = flat.clone()
-    for target in targets:
-        for restart in range(n_restarts):
-            active = (~done).nonzero().flatten()
-            if len(active) == 0:
-                return x_adv.view(shape)
-            x0 = flat[active]
-            lo_a, hi_a = (None if b is None else b[active] for b in (lo, hi))
-            start = x0 if restart == 0 else fab_start(x0, eps, norm, generator, lo_a, hi_a)
-            out, hit = fab_run(flat_module, x0, start, y[active],
-                               None if target is None else target[active], goal, eps=eps,
-                               norm=norm, n_iter=n_iter, alpha_max=alpha_max, eta=eta,
-                               beta=beta, lo=lo_a, hi=hi_a)
-            x_adv[active[hit]] = out[hit]
-            done[active[hit]] = True
+    # the runs of a sample (target, restart) in the order they would go one by one
+    schedule = [(i, r) for i in range(len(targets)) for r in range(n_restarts)]
+    keys = draw_keys(len(x), generator, x.device) if n_restarts > 1 else None
+    for first, count, active in run_chunks(len(schedule), done, max_rows or len(x)):
+        chunk, x0, n_a = schedule[first:first + count], flat[active], len(active)
+        lo_a, hi_a = (None if b is None else b[active] for b in (lo, hi))
+        starts = torch.cat([x0 if r == 0 else fab_start(x0, eps, norm, None, lo_a, hi_a,
+                                                         keys=keys[active], counter=(i, r))
+                            for i, r in chunk])
+        target_rows = None if targets[0] is None else torch.cat([targets[i][active]
+                                                                 for i, _ in chunk])
+        out, hit = fab_run(flat_module, x0.repeat(count, 1), starts, y[active].repeat(count),
+                           target_rows, goal, eps=eps, norm=norm, n_iter=n_iter,
+                           alpha_max=alpha_max, eta=eta, beta=beta, lo=_repeat(lo_a, count),
+                           hi=_repeat(hi_a, count), groups=chunk_rows(n_a, count, x.device))
+        for j in range(count):  # fold in rank order: a sample keeps its first success
+            rows = slice(j * n_a, (j + 1) * n_a)
+            new = hit[rows] & ~done[active]
+            x_adv[active[new]] = out[rows][new]
+            done[active] = done[active] | new
     return x_adv.view(shape)
+
+
+def _repeat(t, count):
+    return None if t is None else t.repeat(count, 1)
