@@ -195,7 +195,12 @@ def test_black_box_check_fails_only_when_random_search_beats_the_gradients():
     assert check_black_box_weaker(400, 30, warn=False).passed
     # a long gradient attack after it that succeeds as often shows working gradients
     assert check_black_box_weaker(10, 4, gradient_after=(6, 3), warn=False).passed
-    assert not check_black_box_weaker(10, 4, gradient_after=(6, 0), warn=False).passed
+    # a larger share on a handful of samples is chance (Fisher p = 0.35 and 0.12)
+    assert check_black_box_weaker(10, 4, gradient_after=(6, 1), warn=False).passed
+    assert check_black_box_weaker(10, 4, gradient_after=(6, 0), warn=False).passed
+    failed = check_black_box_weaker(20, 12, gradient_after=(8, 0), warn=False)
+    assert not failed.passed and "p = 0.00414" in failed.message
+    assert not check_black_box_weaker(61, 57, gradient_after=(4, 0), warn=False).passed
     assert not check_black_box_weaker(61, 57, gradient_after=(0, 0), warn=False).passed
 
 
