@@ -292,7 +292,9 @@ class SquareAttackTransformer(BaseAttack):
         keys = torch.as_tensor(row_keys(self.seed_, X), device=device)
         X_adv = np.empty(X.shape, dtype=X.dtype)
         starts = range(0, len(X), self.batch_size)
-        with eval_mode(module) if module is not None else nullcontext(), torch.no_grad():
+        # inference mode: no autograd bookkeeping at all (7 % of a query at 4 images)
+        with eval_mode(module) if module is not None else nullcontext(), \
+                torch.inference_mode():
             for start in tqdm(starts, desc=type(self).__name__, unit="batch",
                               disable=not self.verbose, leave=True):
                 stop = start + self.batch_size

@@ -33,7 +33,8 @@ def case():
 
 
 SETTINGS = [dict(n_target_classes=9), dict(n_target_classes=None, n_restarts=3),
-            dict(n_target_classes=3, n_restarts=2), dict(targeted=True, n_target_classes=None, n_restarts=3)]
+            dict(n_target_classes=3, n_restarts=2),
+            dict(targeted=True, n_target_classes=None, n_restarts=3)]
 
 
 @pytest.mark.parametrize("attack", ["apgd", "fab"])
