@@ -110,11 +110,15 @@ SCRIPTS = [
       "--json", "{out}/square.json"],
      ["square.json"], []),
     ("benchmarks/scale.py", ["--repeats", "1"], [], [SLOW]),
+    ("benchmarks/target_runs.py",
+     ["--sizes", "2", "--n-iter", "3", "--repeats", "1", "--n-train", "200",
+      "--output", "{out}/target_runs.json"],
+     ["target_runs.json"], []),
     # a victim that gets some images right, and a declared non-differentiable one
     ("benchmarks/evaluation.py",
      ["--n-images", "8", "--n-train", "1000", "--epochs", "2", "--at-epochs", "1",
       "--train-steps", "2", "--models", "plain,plain 16-level input", "--threads", "1",
-      "--output", "{out}/evaluation.json"],
+      "--repeats", "2", "--output", "{out}/evaluation.json"],
      ["evaluation.json"], [SLOW]),
 ]
 
