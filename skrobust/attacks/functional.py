@@ -289,11 +289,15 @@ def _uniform(mixed, counter, n):
 class _Draws:
     """The uniforms of one run, drawn for blocks of iterations at once (one hash per
     block instead of one per query); block size depends only on the row width, so a
-    row's draws stay independent of the other rows."""
+    row's draws stay independent of the other rows. ``prepare(u, first)`` turns a
+    block's uniforms (n_rows, block, width), whose first iteration is ``first``,
+    into a tuple of tensors of shape (n_rows, block, ...): what the queries need,
+    computed once per block instead of once per query."""
 
-    def __init__(self, mixed, restart, width):
+    def __init__(self, mixed, restart, width, prepare=None):
         self.mixed, self.restart, self.width = mixed, restart, width
         self.block = max(1, min(100, 4096 // width))
+        self.prepare = prepare or (lambda u, first: (u,))
         self.index, self.values = None, None
 
     def __call__(self, it, active=None):
@@ -302,8 +306,11 @@ class _Draws:
         if index != self.index:
             self.index = index
             u = _uniform(self.mixed, (self.restart, 1 + index), self.block * self.width)
-            self.values = u.view(len(self.mixed), self.block, self.width)
-        return self.values[:, offset] if active is None else self.values[active, offset]
+            self.values = self.prepare(u.view(len(self.mixed), self.block, self.width),
+                                       index * self.block)
+        if active is None:
+            return tuple(v[:, offset] for v in self.values)
+        return tuple(v[active, offset] for v in self.values)
 
 
 def _square_eta(s, device, dtype):
@@ -461,14 +468,31 @@ def _square_linf(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, 
         stripes = _signs(u).to(dtype).view(n, c, 1, w)
         start = (x0.view(n, c, h, w) + stripes * budget).view(n, -1)
         tables = {}  # side -> masks of the rows/columns a window at each offset covers
-    draws = _Draws(mixed, restart, 2 + c if image_shape is not None else 2 * n_features)
+    # +-eps in X's dtype, as eps * sign computes it: one select per query
+    signed_eps = torch.tensor([-eps, eps], dtype=dtype, device=x0.device)
+
+    def side(it):
+        p = square_p(p_init, it, n_queries)
+        return min(max(int(round((p * h * w) ** 0.5)), 1), h, w)
+
+    def windows(u, first):
+        # offsets uniform in [0, size - s]: u < 1, so u * (size - s + 1) < size - s + 1
+        sides = torch.tensor([side(it) for it in range(first, first + u.shape[1])],
+                             device=u.device)
+        signs = (signed_eps[(u[..., 2:] >= 0.5).long()] if uniform_budget
+                 else _signs(u[..., 2:]).to(dtype))
+        return ((u[..., 0] * (h - sides + 1)).long(), (u[..., 1] * (w - sides + 1)).long(),
+                signs)
+
+    if image_shape is None:
+        draws = _Draws(mixed, restart, 2 * n_features)
+    else:
+        draws = _Draws(mixed, restart, 2 + c, prepare=windows)
     x_best = project_fn(start, rows)
     margin = margin_fn(x_best, rows).to(torch.float64)
     queries = torch.ones(n, dtype=torch.int64, device=x0.device)
     if image_shape is None and n_mut == 0:
         return x_best, margin, queries
-    # +-eps in X's dtype, as eps * sign computes it: one select per query
-    signed_eps = torch.tensor([-eps, eps], dtype=dtype, device=x0.device)
     for it in range(n_queries - 1):
         active = torch.nonzero(margin >= 0).flatten()
         m = len(active)
@@ -483,25 +507,20 @@ def _square_linf(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, 
         else:
             queries[active] = it + 2
             x_cur, x_org, act_rows = x_best[active], x0[active], rows[active]
-        p = square_p(p_init, it, n_queries)
-        u = draws(it, None if full else active)
         if image_shape is None:  # a random subset of k features, a sign per feature
+            (u,) = draws(it, None if full else active)
+            p = square_p(p_init, it, n_queries)
             k = min(max(1, int(round(p * n_mut))), n_mut)
             chosen = mutable[torch.topk(u[:, mutable], k, dim=1, largest=False).indices]
             mask = torch.zeros_like(x_cur, dtype=torch.bool).scatter_(1, chosen, True)
             step = _signs(u[:, n_features:]).to(dtype) * budget
         else:  # a square window of side s, a sign per channel
-            s = min(max(int(round((p * h * w) ** 0.5)), 1), h, w)
+            s = side(it)
             if s not in tables:
                 tables[s] = tuple(_window_table(s, size, x0.device) for size in (h, w))
-            # offsets uniform in [0, size - s]: u < 1, so u * (size - s + 1) < size - s + 1
-            top = (u[:, 0] * (h - s + 1)).long()
-            left = (u[:, 1] * (w - s + 1)).long()
+            top, left, step = draws(it, None if full else active)
             mask = tables[s][0][top][:, None, :, None] & tables[s][1][left][:, None, None, :]
-            if uniform_budget:
-                step = signed_eps[(u[:, 2:] >= 0.5).long()].view(m, c, 1, 1)
-            else:
-                step = _signs(u[:, 2:]).to(dtype).view(m, c, 1, 1) * budget
+            step = step.view(m, c, 1, 1) if uniform_budget else step.view(m, c, 1, 1) * budget
             x_cur, x_org = x_cur.view(m, c, h, w), x_org.view(m, c, h, w)
         candidate = project_fn(torch.where(mask, x_org + step, x_cur).view(m, -1), act_rows)
         x_cur = x_cur.reshape(m, -1)
@@ -573,7 +592,7 @@ def _square_l2(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, p_
         if s not in etas:
             etas[s] = _square_eta(s, device, dtype)
         eta = etas[s]
-        u = draws(it, active)
+        (u,) = draws(it, active)
         rows1, cols1 = _windows(u[:, 0], u[:, 1], s, h, w)
         rows2, cols2 = _windows(u[:, 2], u[:, 3], s, h, w)
         mask1, mask2 = _window_mask(rows1, cols1), _window_mask(rows2, cols2)
