@@ -318,14 +318,16 @@ def apgd(module, x, y, *, eps, norm="inf", loss="ce", n_iter=100, n_restarts=1,
     clip_min, clip_max : float, Tensor or None
         Input bounds.
     generator : torch.Generator, optional
-        Source of the random starts: one key per sample, from which each run of the
-        sample draws its start (so a run starts at the same point whichever runs it
-        shares a batch with).
+        Source of the random starts.
     max_rows : int or None
-        The runs of a sample (target classes, restarts) go in turn, each on the
-        samples not fooled yet; when few samples are left, the next runs go side by
-        side in one batch of at most ``max_rows`` rows (None: ``len(x)``), with the
-        same result as in turn (see :mod:`~skrobust.attacks._runs`).
+        None: the runs of a sample (target classes, restarts) go one after the
+        other, each on the samples not fooled yet, and draw their starts from
+        ``generator`` in turn, as AutoAttack does (seeded alike, both start from the
+        same points). An int: when few samples are left, the next runs go side by
+        side in one batch of at most ``max_rows`` rows, and each run draws its start
+        from a key of its sample (one key per sample from ``generator``), so the
+        result is that of running them in turn (``max_rows=1``) whatever the rows
+        (see :mod:`~skrobust.attacks._runs`).
 
     Returns
     -------
@@ -359,13 +361,17 @@ def apgd(module, x, y, *, eps, norm="inf", loss="ce", n_iter=100, n_restarts=1,
             targets = [order[:, i] for i in range(1, min(n_target_classes, n_classes - 1) + 1)]
     # the runs of a sample (target, restart) in the order they would go one by one
     schedule = [(i, r) for i in range(len(targets)) for r in range(n_restarts)]
-    keys = draw_keys(len(x), generator, x.device) if random_start else None
+    keys = None if max_rows is None or not random_start else draw_keys(len(x), generator,
+                                                                       x.device)
     best_loss = torch.full((len(x),), float("-inf"), dtype=x.dtype, device=x.device)
-    for first, count, active in run_chunks(len(schedule), success, max_rows or len(x)):
+    for first, count, active in run_chunks(len(schedule), success, max_rows or 1):
         chunk, x_a, n_a = schedule[first:first + count], x[active], len(active)
         if random_start:
-            starts = torch.cat([apgd_start(x_a, eps, norm, None, clip_min, clip_max,
-                                           keys=keys[active], counter=run) for run in chunk])
+            starts = torch.cat([
+                apgd_start(x_a, eps, norm, generator, clip_min, clip_max)
+                if keys is None else
+                apgd_start(x_a, eps, norm, None, clip_min, clip_max, keys=keys[active],
+                           counter=run) for run in chunk])
         else:
             starts = x_a.repeat((count,) + (1,) * (x.dim() - 1))
         per_sample = dict(

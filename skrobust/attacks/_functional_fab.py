@@ -270,13 +270,15 @@ def fab(module, x, y, *, eps, norm="inf", n_iter=100, n_restarts=1, targeted=Fal
     clip_min, clip_max : float, Tensor or None
         Input bounds.
     generator : torch.Generator, optional
-        Source of the random restarts (none with ``n_restarts=1``): one key per
-        sample, from which each restart of the sample draws its start.
+        Source of the random restarts (none with ``n_restarts=1``).
     max_rows : int or None
-        The runs of a sample (target classes, restarts) go in turn, each on the
-        samples not fooled yet; when few samples are left, the next runs go side by
-        side in one batch of at most ``max_rows`` rows (None: ``len(x)``), with the
-        same result as in turn (see :mod:`~skrobust.attacks._runs`).
+        None: the runs of a sample (target classes, restarts) go one after the
+        other, each on the samples not fooled yet, and restarts draw from
+        ``generator`` in turn, as AutoAttack does. An int: when few samples are
+        left, the next runs go side by side in one batch of at most ``max_rows``
+        rows, and each restart draws from a key of its sample, so the result is
+        that of running them in turn (``max_rows=1``) whatever the rows (see
+        :mod:`~skrobust.attacks._runs`).
 
     Returns
     -------
@@ -315,13 +317,16 @@ def fab(module, x, y, *, eps, norm="inf", n_iter=100, n_restarts=1, targeted=Fal
     x_adv = flat.clone()
     # the runs of a sample (target, restart) in the order they would go one by one
     schedule = [(i, r) for i in range(len(targets)) for r in range(n_restarts)]
-    keys = draw_keys(len(x), generator, x.device) if n_restarts > 1 else None
-    for first, count, active in run_chunks(len(schedule), done, max_rows or len(x)):
+    keys = None if max_rows is None or n_restarts == 1 else draw_keys(len(x), generator,
+                                                                      x.device)
+    for first, count, active in run_chunks(len(schedule), done, max_rows or 1):
         chunk, x0, n_a = schedule[first:first + count], flat[active], len(active)
         lo_a, hi_a = (None if b is None else b[active] for b in (lo, hi))
-        starts = torch.cat([x0 if r == 0 else fab_start(x0, eps, norm, None, lo_a, hi_a,
-                                                         keys=keys[active], counter=(i, r))
-                            for i, r in chunk])
+        starts = torch.cat([
+            x0 if r == 0 else
+            fab_start(x0, eps, norm, generator, lo_a, hi_a) if keys is None else
+            fab_start(x0, eps, norm, None, lo_a, hi_a, keys=keys[active], counter=(i, r))
+            for i, r in chunk])
         target_rows = None if targets[0] is None else torch.cat([targets[i][active]
                                                                  for i, _ in chunk])
         out, hit = fab_run(flat_module, x0.repeat(count, 1), starts, y[active].repeat(count),
