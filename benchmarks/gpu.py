@@ -15,7 +15,15 @@ Three sections (issue 16, items 1-3), all on one device, in one run:
 3. **Training.** One epoch of ``AdversarialTrainer`` (PGD-10 from a random start,
    and FGSM with random start) against a hand-written torch loop doing the same
    work: same batches of ``--train-batch``, crafting in eval mode with input
-   gradients only, one SGD step per batch on the adversarial batch.
+   gradients only, one SGD step per batch on the adversarial batch. And one epoch
+   of ``SuppressPrivacyClassifier`` (LeNet5, SGD lr 0.05, the tutorial's mask
+   layers and rate of suppress operations, as ``benchmarks/privacy.py``; the epoch
+   is the whole suppress window) against a hand-written torch loop doing the same
+   work: the same masking of gradients and weights around every step and the same
+   suppress operations (magnitude masks, clipping, noise) after the same batches.
+   Both start from the same seed, so they should train the same model: the
+   ``sparsity``, ``masks_differ`` (mask entries that differ) and
+   ``max_weight_diff`` columns check it.
 
 Jobs are interleaved (the order rotates every round) and repeated ``--repeats``
 times after a warm-up; the tables show medians, and everything is saved as JSON
@@ -44,8 +52,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from attacks import load_data  # benchmarks/attacks.py: full MNIST, else the embedded set
+from sklearn.utils import check_random_state
 
 EPS, STEP, N_ITER = 0.3, 0.01, 40
+SPARSE_START, SPARSE_END = 0.0, 0.95  # SuppressPrivacyClassifier's defaults
 
 
 def sync(device):
@@ -259,6 +269,153 @@ def trainer_epoch(X, y, device, batch, n_iter, eps, step, seed):
     return run
 
 
+def suppress_hand_loop(X, y, device, batch, mask_times, seed):
+    """One epoch of suppress-privacy training written out in torch (the reference).
+
+    The same work as one epoch of ``SuppressPrivacyClassifier`` with the tutorial's
+    ``LAYERS`` and the epoch as its whole window: LeNet5 and SGD as
+    ``privacy.lenet``, one step per batch of ``batch`` on the mean cross-entropy.
+    ``min(mask_times, n_batches)`` suppress operations run after the optimiser step
+    of evenly spaced batches (the first and the last batch included), the k-th
+    of n targeting the sparsity ``SPARSE_END + (SPARSE_START - SPARSE_END) *
+    (1 - k / (n - 1))**3``. Each one, layer by layer: suppresses the
+    smallest-magnitude weights up to the target (sparing ``min_kept``; suppressed
+    weights stay suppressed), pushes kept weights below ``lower_clip`` to
+    ``+-lower_clip``, clips to ``+-upper_bound``, adds uniform noise to the kept
+    weights above ``0.75 * max|w|`` (clipped to [0.1, 0.5]) and zeroes the
+    suppressed ones. From the first operation on, the gradients of suppressed
+    weights are zeroed before every step and the masks re-applied after it.
+    Plain SGD keeps no optimiser state, so there is none to clear.
+
+    Module initialisation, batch order and noise draw from ``seed`` as the
+    classifier's ``seed_`` does, so both train the same weights.
+
+    Returns
+    -------
+    run : callable
+        Runs the epoch; returns the module and the masks (True = kept) by
+        parameter name.
+    """
+    from privacy import LAYERS, lenet
+
+    from skrobust.models import LeNet5
+
+    lr = lenet().lr
+
+    n_batches = -(-len(X) // batch)
+    n_ops = min(mask_times, n_batches)
+    progress = np.arange(n_ops) / (n_ops - 1) if n_ops > 1 else np.ones(1)
+    targets = SPARSE_END + (SPARSE_START - SPARSE_END) * (1 - progress) ** 3
+    steps = np.round(np.linspace(0, n_batches - 1, n_ops)) if n_ops > 1 else [n_batches - 1]
+    operations = dict(zip(np.asarray(steps, dtype=int).tolist(), targets.tolist()))
+
+    def suppress(weight, keep, n_suppressed, layer, generator):
+        score = weight.abs().flatten()
+        if keep is not None:
+            score = score.masked_fill(~keep.flatten(), -1.0)  # suppressed: first in line
+        keep = torch.ones_like(score, dtype=torch.bool)
+        keep[score.topk(n_suppressed, largest=False, sorted=False).indices] = False
+        keep = keep.view_as(weight)
+        if layer.lower_clip is not None:
+            floor = torch.where(weight >= 0, layer.lower_clip, -layer.lower_clip)
+            small = keep & (weight.abs() < layer.lower_clip)
+            weight.copy_(torch.where(small, floor, weight))
+        if layer.upper_bound is not None:
+            weight.clamp_(-layer.upper_bound, layer.upper_bound)
+        if layer.noise is not None:
+            bound = (0.75 * weight.abs().max()).clamp(0.1, 0.5)
+            noise = torch.rand(weight.shape, generator=generator, device=weight.device)
+            weight.add_((noise * (2 * layer.noise) - layer.noise)
+                        * (keep & (weight.abs() > bound)))
+        weight.mul_(keep)
+        return keep
+
+    def run():
+        torch.manual_seed(seed)
+        module = LeNet5().to(device)
+        optimizer = torch.optim.SGD(module.parameters(), lr=lr)
+        # a shuffled DataLoader draws its base seed, then its sampler's seed, from
+        # torch's global generator: drawn alike, the batches are the skorch net's
+        torch.empty((), dtype=torch.int64).random_()
+        sampler_seed = int(torch.empty((), dtype=torch.int64).random_())
+        order = torch.randperm(len(X), generator=torch.Generator().manual_seed(sampler_seed))
+        order = order.to(device)
+        generator = torch.Generator(device).manual_seed(seed)
+        x_all = torch.as_tensor(X, device=device)
+        y_all = torch.as_tensor(y, dtype=torch.int64, device=device)
+        params = dict(module.named_parameters())
+        weights = [params[layer.name] for layer in LAYERS]
+        masks, factors = [None] * len(LAYERS), []
+        n_suppressed = [0] * len(LAYERS)
+        module.train()
+        for i, idx in enumerate(order.split(batch)):
+            optimizer.zero_grad()
+            F.cross_entropy(module(x_all[idx]), y_all[idx]).backward()
+            if factors:
+                torch._foreach_mul_([w.grad for w in weights], factors)
+            optimizer.step()
+            with torch.no_grad():
+                if factors:
+                    torch._foreach_mul_(weights, factors)
+                if i in operations:
+                    for j, (w, layer) in enumerate(zip(weights, LAYERS)):
+                        n = w.numel()
+                        n_suppressed[j] = max(n_suppressed[j], min(
+                            int(np.floor(operations[i] * n + 1e-9)), n - layer.min_kept))
+                        masks[j] = suppress(w, masks[j], n_suppressed[j], layer, generator)
+                    factors = [keep.to(w.dtype) for keep, w in zip(masks, weights)]
+        return module, {layer.name: keep for layer, keep in zip(LAYERS, masks)}
+    return run
+
+
+def suppress_epoch(X, y, device, batch, mask_times, seed):
+    """One epoch of ``SuppressPrivacyClassifier``, the epoch as its whole window."""
+    from privacy import LAYERS, lenet
+
+    from skrobust.privacy import SuppressPrivacyClassifier
+
+    def run():
+        return SuppressPrivacyClassifier(
+            lenet().set_params(batch_size=batch), start_epoch=1, end_epoch=1,
+            mask_times=mask_times, sparse_start=SPARSE_START, sparse_end=SPARSE_END,
+            mask_layers=LAYERS, device=str(device), random_state=seed).fit(X, y)
+    return run
+
+
+def run_suppress(X, y, device, args):
+    """Table rows of the suppress-privacy epoch, and how far the two trained models differ.
+
+    ``mask_times`` follows the tutorial's rate (``privacy.TUTORIAL_RATE``).
+    """
+    from privacy import TUTORIAL_RATE
+
+    mask_times = max(1, round(TUTORIAL_RATE * -(-len(X) // args.train_batch)))
+    # the classifier seeds torch and its noise with seed_, drawn from random_state
+    seed = check_random_state(0).randint(2**31 - 1)
+    jobs = {"hand-written loop": suppress_hand_loop(X, y, device, args.train_batch,
+                                                    mask_times, seed),
+            "SuppressPrivacyClassifier": suppress_epoch(X, y, device, args.train_batch,
+                                                        mask_times, 0)}
+    times, results = interleave(jobs, args.repeats, device)
+    module, masks = results["hand-written loop"]
+    clf = results["SuppressPrivacyClassifier"]
+    hand_params = dict(module.named_parameters())
+    ours_params = dict(clf.estimator_.module_.named_parameters())
+    base = times["hand-written loop"]
+    rows = [{"training": f"suppress-privacy ({mask_times} ops)", "implementation": name,
+             "epoch_seconds": statistics.median(times[name]),
+             "x_hand_loop": statistics.median(a / b for a, b in zip(times[name], base))}
+            for name in jobs]
+    zeros = sum(int((hand_params[name] == 0).sum()) for name in masks)
+    rows[0]["sparsity"] = zeros / sum(keep.numel() for keep in masks.values())
+    rows[1].update(sparsity=clf.sparsity_,
+                   masks_differ=sum(int((keep.cpu().numpy() != clf.masks_[name]).sum())
+                                    for name, keep in masks.items()),
+                   max_weight_diff=max(float((p - ours_params[name]).detach().abs().max())
+                                       for name, p in hand_params.items()))
+    return rows
+
+
 def run_training(X, y, device, args):
     table = []
     setups = {"PGD-10 (random start)": (10, 0.01),
@@ -275,7 +432,7 @@ def run_training(X, y, device, args):
                           "epoch_seconds": statistics.median(times[name]),
                           "x_hand_loop": statistics.median(a / b for a, b in
                                                            zip(times[name], base))})
-    return table
+    return table + run_suppress(X, y, device, args)
 
 
 def print_table(title, rows, columns):
@@ -337,9 +494,10 @@ def main(argv=None):
     if args.n_train != 0:
         X_fit, y_fit = X_train[:args.n_train], y_train[:args.n_train]
         report["training"] = run_training(X_fit, y_fit, device, args)
-        print_table(f"3. one epoch of adversarial training, {len(X_fit)} images, batch "
+        print_table(f"3. one epoch of training, {len(X_fit)} images, batch "
                     f"{args.train_batch}", report["training"],
-                    ["training", "implementation", "epoch_seconds", "x_hand_loop"])
+                    ["training", "implementation", "epoch_seconds", "x_hand_loop",
+                     "sparsity", "masks_differ", "max_weight_diff"])
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
