@@ -159,11 +159,11 @@ class BaseAttack(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     def _fit_constraints(self, X):
         """Learn the data-dependent constraints: bounds and per-feature scale."""
-        data = {"clip_min": X.min(axis=0), "clip_max": X.max(axis=0)}
-        for name in data:
+        # the data's bounds only when asked for: a pass over X each
+        for name, reduce in (("clip_min", np.min), ("clip_max", np.max)):
             value = getattr(self, name)
             if _is_data(value):
-                setattr(self, name + "_", data[name].astype(np.float64))
+                setattr(self, name + "_", reduce(X, axis=0).astype(np.float64))
             else:
                 setattr(self, name + "_", check_bound(value, name, X.shape[1]))
         self.feature_scale_ = feature_scale(X, self.eps_scale)

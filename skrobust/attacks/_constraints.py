@@ -81,12 +81,12 @@ def feature_scale(X, eps_scale):
     if eps_scale not in EPS_SCALES:
         raise ValueError(f'eps_scale={eps_scale!r} is not supported; use None, "std" or '
                          '"range".')
-    X = np.asarray(X, dtype=np.float64)
     if eps_scale == "std":
-        return X.std(axis=0)
+        return np.asarray(X, dtype=np.float64).std(axis=0)
     if eps_scale == "range":
-        return X.max(axis=0) - X.min(axis=0)
-    return np.ones(X.shape[1])
+        # max and min are exact in X's dtype; the difference is taken in float64
+        return X.max(axis=0).astype(np.float64) - X.min(axis=0).astype(np.float64)
+    return np.ones(X.shape[1])  # no pass over X (nor a float64 copy of it)
 
 
 @dataclass(frozen=True)
