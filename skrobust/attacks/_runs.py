@@ -17,7 +17,9 @@ kernel launches). Here the next runs go into one batch, as many as fit in
 
 So the fooled samples, and every output, are those of the sequential order: only
 the cost changes (a few extra steps for the rows ranked after a success, which
-run until the success is seen).
+run until the success is seen). The transformers run this way; the functional
+``apgd`` and ``fab`` do only when given ``max_rows``, and otherwise draw their
+random starts from a generator in AutoAttack's order (for parity with it).
 """
 
 import math
