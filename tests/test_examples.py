@@ -118,7 +118,7 @@ SCRIPTS = [
     ("benchmarks/evaluation.py",
      ["--n-images", "8", "--n-train", "1000", "--epochs", "2", "--at-epochs", "1",
       "--train-steps", "2", "--models", "plain,plain 16-level input", "--threads", "1",
-      "--repeats", "2", "--output", "{out}/evaluation.json"],
+      "--repeats", "2", "--standard-per-attack", "--output", "{out}/evaluation.json"],
      ["evaluation.json"], [SLOW]),
 ]
 
