@@ -52,8 +52,9 @@ class APGDTransformer(BaseAttack):
         Weight ``alpha`` of the new step against the previous move.
     random_start : bool, default=True
         Start each run from a random point on the surface of the ``eps``-ball, as
-        AutoAttack does. The start is drawn per batch, so outputs then depend on the order of
-        the rows; set False for row-independent outputs.
+        AutoAttack does. A row's starts are drawn from a key that hashes
+        ``random_state`` and the row's values, so its output does not depend on the
+        other rows, their order, ``batch_size`` or the device.
     {clip}
     {runtime_starts}
 
@@ -88,6 +89,7 @@ class APGDTransformer(BaseAttack):
     0.1
     """
 
+    _row_keyed = True
     _parameter_constraints = {
         **ATTACK_PARAMS,
         "loss": "no_validation",  # _check_attack_params: one of LOSSES
@@ -139,10 +141,10 @@ class APGDTransformer(BaseAttack):
         if not isinstance(self.targeted, (bool, np.bool_)):
             raise ValueError(f"targeted={self.targeted!r} must be a bool.")
 
-    def _perturb(self, module, x, y, generator, clip_min, clip_max):
+    def _perturb(self, module, x, y, generator, clip_min, clip_max, *, keys=None):
         return apgd(module, x, y, eps=self.eps, norm=resolve_norm(self.norm),
                     loss=self.loss, n_iter=self.n_iter, n_restarts=self.n_restarts,
                     targeted=self.targeted, n_target_classes=self.n_target_classes,
                     rho=self.rho, alpha=self.momentum, random_start=self.random_start,
                     clip_min=clip_min, clip_max=clip_max, generator=generator,
-                    max_rows=max_rows_for(x.device, self.batch_size))
+                    max_rows=max_rows_for(x.device, self.batch_size), keys=keys)

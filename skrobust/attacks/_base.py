@@ -22,6 +22,7 @@ from ..utils._torch import (copy_into, eval_mode, make_generator, resolve_device
                             to_numpy)
 from ..utils._validation import check_bound
 from ._constraints import FeatureConstraints, check_eps, check_feature_mask, feature_scale
+from ._runs import row_keys
 from .functional import project_exact, two_class_scores
 
 FLOAT_DTYPES = [np.float64, np.float32]
@@ -113,9 +114,16 @@ class BaseAttack(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     ``integer_features`` and ``clip_min``/``clip_max="data"`` (see
     :mod:`skrobust.attacks._constraints`); their ``_perturb`` then also accepts the
     keyword ``eps`` (the radius of the ball, which replaces ``self.eps``).
+
+    Subclasses that set ``_row_keyed = True`` draw their random starts per row from
+    a key that hashes ``random_state`` and the row's values
+    (:func:`~skrobust.attacks._runs.row_keys`): their ``_perturb`` also accepts the
+    keyword ``keys``, and a row's result does not depend on the batch it is in, the
+    batch size or the device.
     """
 
     _supports_constraints = False
+    _row_keyed = False
     _parameter_constraints = ATTACK_PARAMS
 
     @fill_doc
@@ -326,17 +334,17 @@ class BaseAttack(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                                    for b in (lo, hi))
                       for dtype in {torch.float32, _torch_dtype(X.dtype)}}
 
-            def perturb(x0, y, generator):
+            def perturb(x0, y, generator, **keys):
                 x_adv = self._perturb(module, x0.to(torch.float32, copy=True), y, generator,
-                                      *bounds[torch.float32])
+                                      *bounds[torch.float32], **keys)
                 return project_exact(x_adv, x0, self.eps, norm, *bounds[x0.dtype])
         else:
-            def perturb(x0, y, generator):
+            def perturb(x0, y, generator, **keys):
                 # attack in scaled coordinates z (x = x0 + weight * z), see _constraints
                 x = x0.to(torch.float32, copy=True)
                 scaled, z_lo, z_hi = constraints.torch_parts(module, x, device)
                 z = self._perturb(scaled, torch.zeros_like(x), y, generator, z_lo, z_hi,
-                                  eps=constraints.radius)
+                                  eps=constraints.radius, **keys)
                 with torch.no_grad():
                     x_adv = to_numpy(scaled.to_input(z))
                 return torch.from_numpy(constraints.project(to_numpy(x0), x_adv, norm))
@@ -351,7 +359,11 @@ class BaseAttack(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 stop = start + self.batch_size
                 x0 = to_device(X[start:stop], device)
                 y = self._batch_labels(module, x0, y_all, start, stop)
-                copy_into(X_adv[start:stop], perturb(x0, y, generator))
+                keys = {}
+                if self._row_keyed:
+                    keys["keys"] = torch.as_tensor(row_keys(self.seed_, X[start:stop]),
+                                                   device=device)
+                copy_into(X_adv[start:stop], perturb(x0, y, generator, **keys))
         return X_adv
 
     @staticmethod

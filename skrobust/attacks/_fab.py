@@ -61,8 +61,9 @@ class FABTransformer(BaseAttack):
     {batch_size}
     {device}
     random_state : int, RandomState instance or None, default=None
-        Seeds the random restarts (none with ``n_restarts=1``) and the training of
-        a victim fitted here.
+        Seeds the random restarts (none with ``n_restarts=1``; a row's are drawn
+        from a key that hashes the seed and the row's values, so its output does not
+        depend on the other rows) and the training of a victim fitted here.
     {verbose}
 
     {attributes}
@@ -96,6 +97,7 @@ class FABTransformer(BaseAttack):
     True
     """
 
+    _row_keyed = True
     _parameter_constraints = {
         **ATTACK_PARAMS,
         "n_iter": [finite(1, integer=True)],
@@ -135,9 +137,10 @@ class FABTransformer(BaseAttack):
                 "set n_target_classes=None to attack given targets with targeted=True."
             )
 
-    def _perturb(self, module, x, y, generator, clip_min, clip_max):
+    def _perturb(self, module, x, y, generator, clip_min, clip_max, *, keys=None):
         return fab(module, x, y, eps=self.eps, norm=resolve_norm(self.norm),
                    n_iter=self.n_iter, n_restarts=self.n_restarts, targeted=self.targeted,
                    n_target_classes=self.n_target_classes, alpha_max=self.alpha_max,
                    eta=self.eta, beta=self.beta, clip_min=clip_min, clip_max=clip_max,
-                   generator=generator, max_rows=max_rows_for(x.device, self.batch_size))
+                   generator=generator, max_rows=max_rows_for(x.device, self.batch_size),
+                   keys=keys)

@@ -276,7 +276,7 @@ def apgd_run(module, x, x_start, objective, reached, *, eps, norm, n_iter, rho=0
 
 def apgd(module, x, y, *, eps, norm="inf", loss="ce", n_iter=100, n_restarts=1,
          targeted=False, n_target_classes=None, rho=0.75, alpha=0.75, random_start=True,
-         clip_min=None, clip_max=None, generator=None, max_rows=None):
+         clip_min=None, clip_max=None, generator=None, max_rows=None, keys=None):
     """Auto-PGD (Croce & Hein, 2020): PGD with an automatic step-size schedule.
 
     Starts with step ``2 * eps``, adds momentum ``alpha`` and, at checkpoints
@@ -328,6 +328,11 @@ def apgd(module, x, y, *, eps, norm="inf", loss="ce", n_iter=100, n_restarts=1,
         from a key of its sample (one key per sample from ``generator``), so the
         result is that of running them in turn (``max_rows=1``) whatever the rows
         (see :mod:`~skrobust.attacks._runs`).
+    keys : Tensor of int64 of shape (n_samples,) or None
+        The per-sample keys of the random starts (e.g.
+        :func:`~skrobust.attacks._runs.row_keys`) instead of keys drawn from
+        ``generator``: a sample's result then depends on its key only, not on the
+        other samples.
 
     Returns
     -------
@@ -361,8 +366,10 @@ def apgd(module, x, y, *, eps, norm="inf", loss="ce", n_iter=100, n_restarts=1,
             targets = [order[:, i] for i in range(1, min(n_target_classes, n_classes - 1) + 1)]
     # the runs of a sample (target, restart) in the order they would go one by one
     schedule = [(i, r) for i in range(len(targets)) for r in range(n_restarts)]
-    keys = None if max_rows is None or not random_start else draw_keys(len(x), generator,
-                                                                       x.device)
+    if not random_start:
+        keys = None
+    elif keys is None and max_rows is not None:
+        keys = draw_keys(len(x), generator, x.device)
     best_loss = torch.full((len(x),), float("-inf"), dtype=x.dtype, device=x.device)
     for first, count, active in run_chunks(len(schedule), success, max_rows or 1):
         chunk, x_a, n_a = schedule[first:first + count], x[active], len(active)

@@ -229,7 +229,7 @@ def fab_run(module, x0, x_start, y, target, goal, *, eps, norm, n_iter, alpha_ma
 
 def fab(module, x, y, *, eps, norm="inf", n_iter=100, n_restarts=1, targeted=False,
         n_target_classes=9, alpha_max=0.1, eta=1.05, beta=0.9, clip_min=None,
-        clip_max=None, generator=None, max_rows=None):
+        clip_max=None, generator=None, max_rows=None, keys=None):
     """Fast Adaptive Boundary attack (Croce & Hein, 2020), within an ``eps``-ball.
 
     FAB walks to the decision boundary along the projections of the current point
@@ -279,6 +279,9 @@ def fab(module, x, y, *, eps, norm="inf", n_iter=100, n_restarts=1, targeted=Fal
         rows, and each restart draws from a key of its sample, so the result is
         that of running them in turn (``max_rows=1``) whatever the rows (see
         :mod:`~skrobust.attacks._runs`).
+    keys : Tensor of int64 of shape (n_samples,) or None
+        The per-sample keys of the random restarts instead of keys drawn from
+        ``generator``.
 
     Returns
     -------
@@ -317,8 +320,10 @@ def fab(module, x, y, *, eps, norm="inf", n_iter=100, n_restarts=1, targeted=Fal
     x_adv = flat.clone()
     # the runs of a sample (target, restart) in the order they would go one by one
     schedule = [(i, r) for i in range(len(targets)) for r in range(n_restarts)]
-    keys = None if max_rows is None or n_restarts == 1 else draw_keys(len(x), generator,
-                                                                      x.device)
+    if n_restarts == 1:
+        keys = None
+    elif keys is None and max_rows is not None:
+        keys = draw_keys(len(x), generator, x.device)
     for first, count, active in run_chunks(len(schedule), done, max_rows or 1):
         chunk, x0, n_a = schedule[first:first + count], flat[active], len(active)
         lo_a, hi_a = (None if b is None else b[active] for b in (lo, hi))

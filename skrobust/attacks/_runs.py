@@ -22,8 +22,10 @@ run until the success is seen). The transformers run this way; the functional
 random starts from a generator in AutoAttack's order (for parity with it).
 """
 
+import hashlib
 import math
 
+import numpy as np
 import torch
 
 from .functional import counter_uniform
@@ -100,6 +102,17 @@ def start_noise(x, norm, generator=None, keys=None, counter=()):
     else:
         t = 2 * counter_uniform(keys, counter, d) - 1
     return t.to(x.dtype).view(x.shape)
+
+
+def row_keys(seed, X):
+    """One 32-bit random key per row, a hash of ``seed`` and the row's values."""
+    keys = np.empty(len(X), dtype=np.int64)
+    prefix = int(seed).to_bytes(8, "little", signed=False)
+    for i, row in enumerate(X):  # row by row: no full-size float64 copy of X
+        row = np.ascontiguousarray(row, dtype=np.float64)
+        digest = hashlib.blake2b(prefix + row.tobytes(), digest_size=4).digest()
+        keys[i] = int.from_bytes(digest, "little")
+    return keys
 
 
 def draw_keys(n, generator, device):

@@ -1,6 +1,5 @@
 """Square Attack: a score-based black-box attack that needs only class scores."""
 
-import hashlib
 from contextlib import nullcontext
 
 import numpy as np
@@ -15,18 +14,8 @@ from ..utils._docstrings import fill_doc
 from ..utils._torch import copy_into, eval_mode, to_device, to_numpy
 from ._base import (CONSTRAINED_ATTACK_PARAMS, BaseAttack, _torch_dtype, finite, resolve_norm,
                     share)
+from ._runs import row_keys
 from .functional import project_exact, square, two_class_scores
-
-
-def row_keys(seed, X):
-    """One 32-bit random key per row, a hash of ``seed`` and the row's values."""
-    keys = np.empty(len(X), dtype=np.int64)
-    prefix = int(seed).to_bytes(8, "little", signed=False)
-    for i, row in enumerate(X):  # row by row: no full-size float64 copy of X
-        row = np.ascontiguousarray(row, dtype=np.float64)
-        digest = hashlib.blake2b(prefix + row.tobytes(), digest_size=4).digest()
-        keys[i] = int.from_bytes(digest, "little")
-    return keys
 
 
 def resolve_image_shape(image_shape, n_features, *, constrained=False):

@@ -1,8 +1,11 @@
 """Runs side by side (APGD-T, FAB-T, restarts) give the result of running them in turn."""
 
+import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 
+from skrobust.attacks import APGDTransformer, FABTransformer
 from skrobust.attacks._functional_apgd import apgd
 from skrobust.attacks._functional_fab import fab
 from skrobust.attacks._runs import max_rows_for, run_chunks, start_noise, superseded
@@ -100,3 +103,33 @@ def test_keyed_noise_depends_on_the_row_only(norm):
         assert abs(t.mean()) < 0.05 and abs(t.std() - 1) < 0.05
     else:
         assert t.min() >= -1 and t.max() <= 1 and abs(t.mean()) < 0.05
+
+
+@pytest.mark.parametrize("attack", [
+    APGDTransformer(loss="dlr", n_target_classes=9),
+    APGDTransformer(n_restarts=3, norm=2, eps=0.5),
+    FABTransformer(n_target_classes=3, n_restarts=3),
+], ids=["APGD-T", "APGD-CE-restarts-L2", "FAB-T-restarts"])
+def test_a_rows_result_does_not_depend_on_the_batch(attack):
+    # random starts keyed by the row (random_state and its values): the same result
+    # for another batch size or row order, so a sample's fate in an evaluation does
+    # not depend on which others are still standing
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(20, 32), torch.nn.ReLU(),
+                              torch.nn.Linear(32, 10)).eval()
+    X = np.random.default_rng(1).random((60, 20)).astype(np.float32)
+    y = net(torch.as_tensor(X)).argmax(1).numpy()
+    order = np.random.default_rng(2).permutation(len(X))
+    params = dict(estimator=net, n_iter=15, random_state=0)
+    if attack.norm == "inf":
+        params["eps"] = 0.08
+    small = clone(attack).set_params(batch_size=7, **params).fit(X, y).transform(X)
+    large = clone(attack).set_params(batch_size=256, **params).fit(X, y)
+    shuffled = large.transform(X[order])
+    large = large.transform(X)
+    fooled = [net(torch.as_tensor(a)).argmax(1).numpy() != t
+              for a, t in ((small, y), (large, y), (shuffled, y[order]))]
+    assert 0 < fooled[1].sum() < len(X)
+    np.testing.assert_array_equal(fooled[0], fooled[1])
+    np.testing.assert_array_equal(fooled[2], fooled[1][order])
+    np.testing.assert_allclose(small, large, atol=1e-6)
