@@ -89,7 +89,6 @@ class APGDTransformer(BaseAttack):
     0.1
     """
 
-    _row_keyed = True
     _parameter_constraints = {
         **ATTACK_PARAMS,
         "loss": "no_validation",  # _check_attack_params: one of LOSSES
@@ -140,6 +139,11 @@ class APGDTransformer(BaseAttack):
         check_scalar(self.momentum, "momentum", numbers.Real, min_val=0.0, max_val=1.0)
         if not isinstance(self.targeted, (bool, np.bool_)):
             raise ValueError(f"targeted={self.targeted!r} must be a bool.")
+
+    @property
+    def _row_keyed(self):
+        # keys only for random starts: no hashing of rows for nothing
+        return bool(self.random_start)
 
     def _perturb(self, module, x, y, generator, clip_min, clip_max, *, keys=None):
         return apgd(module, x, y, eps=self.eps, norm=resolve_norm(self.norm),

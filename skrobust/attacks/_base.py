@@ -115,7 +115,7 @@ class BaseAttack(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     :mod:`skrobust.attacks._constraints`); their ``_perturb`` then also accepts the
     keyword ``eps`` (the radius of the ball, which replaces ``self.eps``).
 
-    Subclasses that set ``_row_keyed = True`` draw their random starts per row from
+    Subclasses whose ``_row_keyed`` is True draw their random starts per row from
     a key that hashes ``random_state`` and the row's values
     (:func:`~skrobust.attacks._runs.row_keys`): their ``_perturb`` also accepts the
     keyword ``keys``, and a row's result does not depend on the batch it is in, the

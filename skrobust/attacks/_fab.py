@@ -97,7 +97,6 @@ class FABTransformer(BaseAttack):
     True
     """
 
-    _row_keyed = True
     _parameter_constraints = {
         **ATTACK_PARAMS,
         "n_iter": [finite(1, integer=True)],
@@ -136,6 +135,11 @@ class FABTransformer(BaseAttack):
                 "n_target_classes runs an untargeted attack through targeted runs; "
                 "set n_target_classes=None to attack given targets with targeted=True."
             )
+
+    @property
+    def _row_keyed(self):
+        # keys only for random restarts (the first run starts at x): no hashing for nothing
+        return self.n_restarts > 1
 
     def _perturb(self, module, x, y, generator, clip_min, clip_max, *, keys=None):
         return fab(module, x, y, eps=self.eps, norm=resolve_norm(self.norm),

@@ -10,7 +10,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from ._runs import chunk_rows, draw_keys, run_chunks, start_noise, superseded
+from ._runs import chunk_rows, chunk_targets, run_chunks, run_keys, start_noise, superseded
 from .functional import _per_sample_norm, ascent_direction, clip, project, two_class_scores
 
 LOSSES = ("ce", "dlr")
@@ -366,13 +366,11 @@ def apgd(module, x, y, *, eps, norm="inf", loss="ce", n_iter=100, n_restarts=1,
             targets = [order[:, i] for i in range(1, min(n_target_classes, n_classes - 1) + 1)]
     # the runs of a sample (target, restart) in the order they would go one by one
     schedule = [(i, r) for i in range(len(targets)) for r in range(n_restarts)]
-    if not random_start:
-        keys = None
-    elif keys is None and max_rows is not None:
-        keys = draw_keys(len(x), generator, x.device)
+    keys = run_keys(keys, random_start, max_rows, len(x), generator, x.device)
     best_loss = torch.full((len(x),), float("-inf"), dtype=x.dtype, device=x.device)
     for first, count, active in run_chunks(len(schedule), success, max_rows or 1):
         chunk, x_a, n_a = schedule[first:first + count], x[active], len(active)
+        x_rows = x_a.repeat((count,) + (1,) * (x.dim() - 1))
         if random_start:
             starts = torch.cat([
                 apgd_start(x_a, eps, norm, generator, clip_min, clip_max)
@@ -380,13 +378,11 @@ def apgd(module, x, y, *, eps, norm="inf", loss="ce", n_iter=100, n_restarts=1,
                 apgd_start(x_a, eps, norm, None, clip_min, clip_max, keys=keys[active],
                            counter=run) for run in chunk])
         else:
-            starts = x_a.repeat((count,) + (1,) * (x.dim() - 1))
-        per_sample = dict(
-            y=None if y_run is None else y_run[active].repeat(count),
-            target=None if targets[0] is None else torch.cat([targets[i][active]
-                                                              for i, _ in chunk]))
+            starts = x_rows.clone()
+        per_sample = dict(y=None if y_run is None else y_run[active].repeat(count),
+                          target=chunk_targets(targets, chunk, active))
         out, hit, run_loss = apgd_run(
-            module, x_a.repeat((count,) + (1,) * (x.dim() - 1)), starts,
+            module, x_rows, starts,
             partial(_per_sample_loss, loss=loss), partial(_reached, goal=goal), eps=eps,
             norm=norm, n_iter=n_iter, rho=rho, alpha=alpha, clip_min=clip_min,
             clip_max=clip_max, per_sample=per_sample, groups=chunk_rows(n_a, count, x.device))

@@ -8,7 +8,7 @@ mode, and every function returns detached tensors.
 
 import torch
 
-from ._runs import chunk_rows, draw_keys, run_chunks, start_noise, superseded
+from ._runs import chunk_rows, chunk_targets, run_chunks, run_keys, start_noise, superseded
 from .functional import _per_sample_norm, clip, two_class_scores
 
 
@@ -320,10 +320,7 @@ def fab(module, x, y, *, eps, norm="inf", n_iter=100, n_restarts=1, targeted=Fal
     x_adv = flat.clone()
     # the runs of a sample (target, restart) in the order they would go one by one
     schedule = [(i, r) for i in range(len(targets)) for r in range(n_restarts)]
-    if n_restarts == 1:
-        keys = None
-    elif keys is None and max_rows is not None:
-        keys = draw_keys(len(x), generator, x.device)
+    keys = run_keys(keys, n_restarts > 1, max_rows, len(x), generator, x.device)
     for first, count, active in run_chunks(len(schedule), done, max_rows or 1):
         chunk, x0, n_a = schedule[first:first + count], flat[active], len(active)
         lo_a, hi_a = (None if b is None else b[active] for b in (lo, hi))
@@ -332,12 +329,11 @@ def fab(module, x, y, *, eps, norm="inf", n_iter=100, n_restarts=1, targeted=Fal
             fab_start(x0, eps, norm, generator, lo_a, hi_a) if keys is None else
             fab_start(x0, eps, norm, None, lo_a, hi_a, keys=keys[active], counter=(i, r))
             for i, r in chunk])
-        target_rows = None if targets[0] is None else torch.cat([targets[i][active]
-                                                                 for i, _ in chunk])
         out, hit = fab_run(flat_module, x0.repeat(count, 1), starts, y[active].repeat(count),
-                           target_rows, goal, eps=eps, norm=norm, n_iter=n_iter,
-                           alpha_max=alpha_max, eta=eta, beta=beta, lo=_repeat(lo_a, count),
-                           hi=_repeat(hi_a, count), groups=chunk_rows(n_a, count, x.device))
+                           chunk_targets(targets, chunk, active), goal, eps=eps, norm=norm,
+                           n_iter=n_iter, alpha_max=alpha_max, eta=eta, beta=beta,
+                           lo=_repeat(lo_a, count), hi=_repeat(hi_a, count),
+                           groups=chunk_rows(n_a, count, x.device))
         for j in range(count):  # fold in rank order: a sample keeps its first success
             rows = slice(j * n_a, (j + 1) * n_a)
             new = hit[rows] & ~done[active]

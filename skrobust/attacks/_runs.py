@@ -119,3 +119,25 @@ def draw_keys(n, generator, device):
     """One key per sample for :func:`start_noise`, from ``generator``."""
     return torch.randint(0, 2**32, (n,), generator=generator, device=device,
                          dtype=torch.int64)
+
+
+def run_keys(keys, random, max_rows, n, generator, device):
+    """The per-sample keys of the runs' random starts, or None.
+
+    None when no start is ``random``, or when the runs go one after the other
+    (``max_rows`` None, no ``keys``) drawing from ``generator`` in turn; else the
+    given ``keys``, or ``n`` keys drawn from ``generator``.
+    """
+    if not random:
+        return None
+    if keys is None and max_rows is not None:
+        return draw_keys(n, generator, device)
+    return keys
+
+
+def chunk_targets(targets, chunk, active):
+    """The target class of every row of a chunk of (target index, restart) runs on
+    the samples ``active``, run-major; None for runs without a target."""
+    if targets[0] is None:
+        return None
+    return torch.cat([targets[i][active] for i, _ in chunk])
