@@ -299,6 +299,8 @@ def main(argv=None):
     p.add_argument("--data-home", default=None)
     p.add_argument("--output", default="evaluation_panel.json", help="JSON file")
     args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error(f"--repeats {args.repeats}: give 1 or more timed runs")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     X_train, y_train, X_test, y_test, source = load_demo_data(args.data_home, args.n_train,

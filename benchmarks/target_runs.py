@@ -47,6 +47,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default="target_runs.json")
     args = p.parse_args(argv)
+    if args.repeats < 1 or min(args.sizes) < 1:
+        p.error("--repeats and --sizes take numbers >= 1")
     torch.set_num_threads(args.threads)
     X_train, y_train, X_test, y_test, source = load_demo_data(None, args.n_train, None,
                                                               args.seed)

@@ -508,6 +508,8 @@ def check_black_box_weaker(n_attacked, n_fooled, *, tol=0.1, min_fooled=2,
     >>> check.name, check.passed
     ('black-box attack weaker than gradient attacks', False)
     """
+    if not 0 < significance < 1:
+        raise ValueError(f"significance={significance!r} must be in (0, 1), e.g. 0.05.")
     n_attacked, n_fooled = int(n_attacked), int(n_fooled)
     share = n_fooled / max(n_attacked, 1)
     detail = (f"{name} fooled {n_fooled} of the {n_attacked} samples the gradient attacks "

@@ -201,6 +201,8 @@ def test_black_box_check_fails_only_when_random_search_beats_the_gradients():
     failed = check_black_box_weaker(20, 12, gradient_after=(8, 0), warn=False)
     assert not failed.passed and "p = 0.00414" in failed.message
     assert not check_black_box_weaker(61, 57, gradient_after=(4, 0), warn=False).passed
+    with pytest.raises(ValueError, match="significance=1.5 must be in"):
+        check_black_box_weaker(10, 4, gradient_after=(6, 0), significance=1.5)
     assert not check_black_box_weaker(61, 57, gradient_after=(0, 0), warn=False).passed
 
 
