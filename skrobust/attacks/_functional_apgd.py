@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from ._runs import chunk_rows, chunk_targets, run_chunks, run_keys, start_noise, superseded
-from .functional import _per_sample_norm, ascent_direction, clip, project, two_class_scores
+from .functional import (_per_sample_norm, ascent_direction, clip, project, sync_period,
+                         two_class_scores)
 
 LOSSES = ("ce", "dlr")
 
@@ -155,11 +156,6 @@ def _project(x, x0, eps, norm, clip_min, clip_max):
     return project(x, x0, eps, norm, clip_min, clip_max)
 
 
-def _sync_period(device):
-    """Steps between two host synchronisations: free on a CPU, a stall on a GPU."""
-    return 1 if torch.device(device).type == "cpu" else 5
-
-
 def apgd_run(module, x, x_start, objective, reached, *, eps, norm, n_iter, rho=0.75,
              alpha=0.75, clip_min=None, clip_max=None, per_sample=None, check_every=None,
              groups=None):
@@ -196,7 +192,7 @@ def apgd_run(module, x, x_start, objective, reached, *, eps, norm, n_iter, rho=0
     kwargs = dict(per_sample) if compact else {}
     sample, rank = (None, None) if groups is None else groups
     n_samples = None if groups is None else int(sample.max()) + 1
-    check_every = _sync_period(x.device) if check_every is None else check_every
+    check_every = sync_period(x.device) if check_every is None else check_every
     checkpoints = apgd_checkpoints(n_iter)
     next_check = iter(checkpoints[1:])
     check_at = next(next_check, None)

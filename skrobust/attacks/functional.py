@@ -199,6 +199,12 @@ def pgd(module, x, y, *, eps, step_size, n_iter, norm="inf", targeted=False,
     return best.detach()
 
 
+def sync_period(device):
+    """Steps between two host synchronisations of a search that drops finished rows:
+    every step on a CPU (free there), every 5th on an accelerator (a stall there)."""
+    return 1 if torch.device(device).type == "cpu" else 5
+
+
 def _success(logits, y, targeted):
     pred = two_class_scores(logits).argmax(1)
     return pred == y if targeted else pred != y
@@ -360,8 +366,68 @@ def _l2(t):
     return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.dim() - 1)))
 
 
+class _Search:
+    """The rows a random search still queries, gathered at host checks only.
+
+    Every ``check_every`` queries (:func:`sync_period`) the rows whose margin is
+    still >= 0 are gathered, the one host synchronisation; between two checks the
+    same rows are queried, and a row fooled in between keeps its point, margin and
+    query count (on an accelerator it rides along until the next check, so that no
+    query waits for the host). While every row stands nothing is gathered.
+    """
+
+    def __init__(self, x_best, margin, x0, rows, check_every):
+        self.x_best, self.margin, self.x0, self.rows = x_best, margin, x0, rows
+        self.queries = torch.ones(len(x_best), dtype=torch.int64, device=x_best.device)
+        self.check_every = check_every
+        self.active = None  # None: every row, in place
+
+    def check(self, it):
+        """Gather the standing rows at a check; False once none is left."""
+        if it % self.check_every:
+            return True
+        self._put_back()
+        active = torch.nonzero(self.margin >= 0).flatten()
+        if len(active) == 0:
+            return False
+        self.active = None if len(active) == len(self.margin) else active
+        if self.active is None:
+            self.x, self.m, self.q = self.x_best, self.margin, self.queries
+            self.x_org, self.act_rows = self.x0, self.rows
+        else:
+            self.x, self.m, self.q = (t[active] for t in (self.x_best, self.margin,
+                                                          self.queries))
+            self.x_org, self.act_rows = self.x0[active], self.rows[active]
+        return True
+
+    def update(self, candidate, new_margin):
+        """Keep ``candidate`` where it lowers the margin of a row still standing."""
+        better = new_margin < self.m
+        if self.check_every == 1:  # gathered at this query: every row stands
+            self.q = self.q + 1
+        else:
+            live = self.m >= 0
+            better &= live
+            self.q = self.q + live
+        self.x = torch.where(better[:, None], candidate, self.x)
+        self.m = torch.where(better, new_margin, self.m)
+
+    def _put_back(self):
+        if self.active is None and hasattr(self, "x"):
+            self.x_best, self.margin, self.queries = self.x, self.m, self.q
+        elif self.active is not None:
+            self.x_best[self.active] = self.x
+            self.margin[self.active] = self.m
+            self.queries[self.active] = self.q
+
+    def result(self):
+        self._put_back()
+        return self.x_best, self.margin, self.queries
+
+
 def square(margin_fn, x, *, eps, n_queries, keys, norm="inf", p_init=0.8, image_shape=None,
-           n_restarts=1, clip_min=None, clip_max=None, budget=None, project_fn=None):
+           n_restarts=1, clip_min=None, clip_max=None, budget=None, project_fn=None,
+           check_every=None):
     """Square Attack: score-based random search (Andriushchenko et al., ECCV 2020).
 
     Linf: each sample starts from vertical stripes ``x + eps * s`` (one random sign
@@ -376,7 +442,9 @@ def square(margin_fn, x, *, eps, n_queries, keys, norm="inf", p_init=0.8, image_
     data, Linf only) the window is a random subset of a share ``p`` of the features.
 
     The clean inputs are queried first; then only the samples not fooled yet are
-    queried, each query one call of ``margin_fn`` on those rows. Windows, signs and
+    queried, each query one call of ``margin_fn`` on those rows (on an accelerator a
+    sample fooled since the last host check, at most ``check_every - 1`` queries
+    ago, still rides along; its result no longer changes). Windows, signs and
     starts are drawn per row from :func:`counter_uniform` with ``keys``, so a row's
     result does not depend on the other rows. Restarts run on the rows still
     standing, from new random starts; each sample keeps its lowest margin.
@@ -408,13 +476,17 @@ def square(margin_fn, x, *, eps, n_queries, keys, norm="inf", p_init=0.8, image_
         ``project_fn(x_new, rows) -> Tensor``: projection onto the feasible set of
         ``rows``; None: :func:`clip` to the box (every update of the search lies in
         the ball by construction).
+    check_every : int or None, default=None
+        Queries between two host synchronisations (None: :func:`sync_period` of
+        ``x``'s device). The result does not depend on it.
 
     Returns
     -------
     x_adv : Tensor of shape (n, n_features)
         The lowest-margin point found for each sample.
     queries : Tensor of int64 of shape (n,)
-        Calls of ``margin_fn`` that included each sample: at most
+        Queries each sample took until it was fooled or its budget ran out (the
+        calls of ``margin_fn`` that included it, rides along not counted): at most
         ``1 + n_restarts * n_queries``.
     """
     if norm == 2 and image_shape is None:
@@ -431,6 +503,7 @@ def square(margin_fn, x, *, eps, n_queries, keys, norm="inf", p_init=0.8, image_
             def project_fn(x_new, rows):
                 return clip(x_new, clip_min, clip_max)
 
+    check_every = sync_period(x.device) if check_every is None else check_every
     x_best = x.clone()
     all_rows = torch.arange(len(x), device=x.device)
     margin = margin_fn(x, all_rows).to(torch.float64)  # samples fooled already stay clean
@@ -442,7 +515,8 @@ def square(margin_fn, x, *, eps, n_queries, keys, norm="inf", p_init=0.8, image_
         run = _square_linf if norm != 2 else _square_l2
         x_run, m_run, q_run = run(margin_fn, x[rows], rows, keys[rows], restart, eps=eps,
                                   budget=budget, n_queries=n_queries, p_init=p_init,
-                                  image_shape=image_shape, project_fn=project_fn)
+                                  image_shape=image_shape, project_fn=project_fn,
+                                  check_every=check_every)
         queries[rows] += q_run
         better = m_run < margin[rows]
         x_best[rows[better]] = x_run[better]
@@ -451,7 +525,7 @@ def square(margin_fn, x, *, eps, n_queries, keys, norm="inf", p_init=0.8, image_
 
 
 def _square_linf(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, p_init,
-                 image_shape, project_fn):
+                 image_shape, project_fn, check_every):
     n, n_features = x0.shape
     dtype = x0.dtype
     mixed = _mix_keys(keys)
@@ -489,26 +563,18 @@ def _square_linf(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, 
     else:
         draws = _Draws(mixed, restart, 2 + c, prepare=windows)
     x_best = project_fn(start, rows)
-    margin = margin_fn(x_best, rows).to(torch.float64)
-    queries = torch.ones(n, dtype=torch.int64, device=x0.device)
+    search = _Search(x_best, margin_fn(x_best, rows).to(torch.float64), x0, rows,
+                     check_every)
     if image_shape is None and n_mut == 0:
-        return x_best, margin, queries
+        return search.result()
     for it in range(n_queries - 1):
-        active = torch.nonzero(margin >= 0).flatten()
-        m = len(active)
-        if m == 0:
+        if not search.check(it):
             break
-        # while every row is active (always, for a single sample) no row is gathered
-        # or scattered: a query costs a few elementwise operations and the forward
-        full = m == n
-        if full:
-            queries.fill_(it + 2)  # the start and it + 1 updates
-            x_cur, x_org, act_rows = x_best, x0, rows
-        else:
-            queries[active] = it + 2
-            x_cur, x_org, act_rows = x_best[active], x0[active], rows[active]
+        active, x_cur, x_org = search.active, search.x, search.x_org
+        act_rows = search.act_rows
+        m = len(x_cur)
         if image_shape is None:  # a random subset of k features, a sign per feature
-            (u,) = draws(it, None if full else active)
+            (u,) = draws(it, active)
             p = square_p(p_init, it, n_queries)
             k = min(max(1, int(round(p * n_mut))), n_mut)
             chosen = mutable[torch.topk(u[:, mutable], k, dim=1, largest=False).indices]
@@ -518,27 +584,26 @@ def _square_linf(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, 
             s = side(it)
             if s not in tables:
                 tables[s] = tuple(_window_table(s, size, x0.device) for size in (h, w))
-            top, left, step = draws(it, None if full else active)
+            top, left, step = draws(it, active)
             mask = tables[s][0][top][:, None, :, None] & tables[s][1][left][:, None, None, :]
             step = step.view(m, c, 1, 1) if uniform_budget else step.view(m, c, 1, 1) * budget
             x_cur, x_org = x_cur.view(m, c, h, w), x_org.view(m, c, h, w)
         candidate = project_fn(torch.where(mask, x_org + step, x_cur).view(m, -1), act_rows)
         x_cur = x_cur.reshape(m, -1)
-        same = torch.nonzero((candidate == x_cur).all(dim=1)).flatten()
-        if len(same):  # the window would not change: flip its signs (the paper redraws)
-            new = torch.where(mask[same], x_org[same] - step[same],
-                              x_cur[same].view_as(x_org[same]))
-            candidate[same] = project_fn(new.view(len(same), -1), act_rows[same])
-        new_margin = margin_fn(candidate, act_rows).to(torch.float64)
-        if full:
-            better = new_margin < margin
-            x_best = torch.where(better[:, None], candidate, x_best)
-            margin = torch.where(better, new_margin, margin)
-        else:
-            better = new_margin < margin[active]
-            x_best[active[better]] = candidate[better]
-            margin[active[better]] = new_margin[better]
-    return x_best, margin, queries
+        # where the window would not change, flip its signs (the paper redraws them)
+        same = (candidate == x_cur).all(dim=1)
+        if check_every == 1:  # on the CPU: only the rows that need it
+            same = torch.nonzero(same).flatten()
+            if len(same):
+                new = torch.where(mask[same], x_org[same] - step[same],
+                                  x_cur[same].view_as(x_org[same]))
+                candidate[same] = project_fn(new.view(len(same), -1), act_rows[same])
+        else:  # every row, selected on the device: no host synchronisation
+            new = torch.where(mask, x_org - step, x_cur.view_as(x_org))
+            candidate = torch.where(same[:, None], project_fn(new.view(m, -1), act_rows),
+                                    candidate)
+        search.update(candidate, margin_fn(candidate, act_rows).to(torch.float64))
+    return search.result()
 
 
 def _window_table(s, size, device):
@@ -550,7 +615,7 @@ def _window_table(s, size, device):
 
 
 def _square_l2(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, p_init,
-               image_shape, project_fn):
+               image_shape, project_fn, check_every):
     n = len(x0)
     c, h, w = image_shape
     device, dtype = x0.device, x0.dtype
@@ -576,15 +641,15 @@ def _square_l2(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, p_
         sign = _signs(u[:, block, :c]).to(dtype).view(n, c, 1, 1)
         delta[:, :, top:top + s, left:left + s] += pattern * sign
     x_best = project_fn((img + normalised(delta) * eps).view(n, -1), rows)
-    margin = margin_fn(x_best, rows).to(torch.float64)
-    queries = torch.ones(n, dtype=torch.int64, device=device)
+    search = _Search(x_best, margin_fn(x_best, rows).to(torch.float64), img, rows,
+                     check_every)
     draws = _Draws(mixed, restart, 5 + c)
     etas = {}
     for it in range(n_queries - 1):
-        active = torch.nonzero(margin >= 0).flatten()
-        if len(active) == 0:
+        if not search.check(it):
             break
-        m = len(active)
+        x_org, act_rows = search.x_org, search.act_rows
+        m = len(x_org)
         p = square_p(p_init, it, n_queries)
         s = max(int(round((p * h * w) ** 0.5)), 3)
         s += 1 - s % 2  # odd, so the pattern has a centre
@@ -592,12 +657,11 @@ def _square_l2(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, p_
         if s not in etas:
             etas[s] = _square_eta(s, device, dtype)
         eta = etas[s]
-        (u,) = draws(it, active)
+        (u,) = draws(it, search.active)
         rows1, cols1 = _windows(u[:, 0], u[:, 1], s, h, w)
         rows2, cols2 = _windows(u[:, 2], u[:, 3], s, h, w)
         mask1, mask2 = _window_mask(rows1, cols1), _window_mask(rows2, cols2)
-        x_org = img[active]
-        delta = x_best[active].view(m, c, h, w) - x_org
+        delta = search.x.view(m, c, h, w) - x_org
         norm_image = _l2(delta)
         norm_windows = _l2(delta * (mask1 | mask2))
         window_norm1 = (delta * mask1).pow(2).sum(dim=(2, 3), keepdim=True).sqrt()
@@ -611,13 +675,9 @@ def _square_l2(margin_fn, x0, rows, keys, restart, *, eps, budget, n_queries, p_
         new = new / (new_norm + 1e-12) * mass
         delta = torch.where(mask2, torch.zeros_like(delta), delta)
         delta = torch.where(mask1, new, delta)
-        candidate = project_fn((x_org + normalised(delta) * eps).view(m, -1), rows[active])
-        new_margin = margin_fn(candidate, rows[active]).to(torch.float64)
-        queries[active] += 1
-        better = new_margin < margin[active]
-        x_best[active[better]] = candidate[better]
-        margin[active[better]] = new_margin[better]
-    return x_best, margin, queries
+        candidate = project_fn((x_org + normalised(delta) * eps).view(m, -1), act_rows)
+        search.update(candidate, margin_fn(candidate, act_rows).to(torch.float64))
+    return search.result()
 
 
 # kernels in their own modules build on the steps above; imported last, so that

@@ -133,6 +133,60 @@ def test_query_budget_and_only_standing_samples_are_queried(norm):
     assert (counted[10:] == 1 + n_restarts * n_queries).all()
 
 
+def _linear_margin(n=24, d=36, n_classes=5, seed=0):
+    """A linear classifier's margin on random rows: most are fooled mid-search."""
+    g = torch.Generator().manual_seed(seed)
+    x = 0.2 + 0.6 * torch.rand(n, d, generator=g, dtype=torch.float64)
+    w = 0.3 * torch.randn(d, n_classes, generator=g, dtype=torch.float64)
+    y = (x @ w).argmax(1)
+
+    def margin_fn(x_rows, rows):
+        scores = x_rows @ w
+        own = scores.gather(1, y[rows][:, None])[:, 0]
+        return own - scores.scatter(1, y[rows][:, None], -torch.inf).amax(1)
+    return x, margin_fn
+
+
+SEARCHES = {"linf": dict(norm="inf", eps=0.08, image_shape=(1, 6, 6)),
+            "linf-tabular": dict(norm="inf", eps=0.08, image_shape=None),
+            "l2": dict(norm=2, eps=0.5, image_shape=(1, 6, 6))}
+
+
+@pytest.mark.parametrize("case", sorted(SEARCHES))
+def test_queries_without_host_checks_give_the_same_search(case):
+    """On an accelerator the standing rows are gathered every 5th query only (no host
+    synchronisation in between); rows fooled in between ride along without changing:
+    the points, margins and query counts are those of a check at every query."""
+    x, margin_fn = _linear_margin()
+    kwargs = dict(n_queries=60, keys=torch.arange(24) * 7919, n_restarts=2, clip_min=0.0,
+                  clip_max=1.0, **SEARCHES[case])
+    every, q_every = square(margin_fn, x, check_every=1, **kwargs)
+    margins = margin_fn(every, torch.arange(24))
+    assert 0 < int((margins < 0).sum()) < 24  # fooled at various queries, some never
+    assert len(set(q_every.tolist())) > 5
+    for check_every in (3, 5):
+        x_adv, queries = square(margin_fn, x, check_every=check_every, **kwargs)
+        assert torch.equal(x_adv, every) and torch.equal(queries, q_every)
+
+
+def test_host_synchronisations_only_at_checks():
+    x, margin_fn = _linear_margin()
+    x = x.clamp(0.45, 0.55)  # far from the boundary: every row stands to the end
+
+    def syncs(check_every, n_queries):
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as p:
+            square(margin_fn, x, eps=0.01, n_queries=n_queries, keys=torch.arange(24),
+                   image_shape=(1, 6, 6), clip_min=0.0, clip_max=1.0,
+                   check_every=check_every)
+        return sum(e.count for e in p.key_averages()
+                   if e.key in ("aten::nonzero", "aten::_local_scalar_dense", "aten::item"))
+
+    # the synchronisations that 60 more queries add: at every query (the standing
+    # rows; the rows whose window would not change), or at every 5th
+    assert syncs(1, 120) - syncs(1, 60) >= 60
+    assert syncs(5, 120) - syncs(5, 60) == 60 // 5
+
+
 def test_forward_calls_of_the_transformer_respect_the_budget(digits_cnn):
     cnn, X, y = digits_cnn
     counting = CountingModule(cnn)
