@@ -15,7 +15,8 @@ Three sections (issue 16, items 1-3), all on one device, in one run:
 3. **Training.** One epoch of ``AdversarialTrainer`` (PGD-10 from a random start,
    and FGSM with random start) against a hand-written torch loop doing the same
    work: same batches of ``--train-batch``, crafting in eval mode with input
-   gradients only, one SGD step per batch on the adversarial batch. And one epoch
+   gradients only, one SGD step per batch on the adversarial batch; the trainer also
+   with ``mixed_precision=True`` (bfloat16 autocast). And one epoch
    of ``SuppressPrivacyClassifier`` (LeNet5, SGD lr 0.05, the tutorial's mask
    layers and rate of suppress operations, as ``benchmarks/privacy.py``; the epoch
    is the whole suppress window) against a hand-written torch loop doing the same
@@ -251,7 +252,7 @@ def hand_loop(X, y, device, batch, n_iter, eps, step, seed):
     return run
 
 
-def trainer_epoch(X, y, device, batch, n_iter, eps, step, seed):
+def trainer_epoch(X, y, device, batch, n_iter, eps, step, seed, mixed_precision=False):
     from skorch import NeuralNetClassifier
 
     from skrobust.attacks import PGDTransformer
@@ -265,6 +266,7 @@ def trainer_epoch(X, y, device, batch, n_iter, eps, step, seed):
                                   iterator_train__shuffle=True, verbose=0)
         attack = PGDTransformer(eps=eps, step_size=step, n_iter=n_iter, random_start=True)
         return AdversarialTrainer(net, attack=attack, device=str(device),
+                                  mixed_precision=mixed_precision,
                                   random_state=seed).fit(X, y)
     return run
 
@@ -424,7 +426,10 @@ def run_training(X, y, device, args):
         jobs = {"hand-written loop": hand_loop(X, y, device, args.train_batch, n_iter, EPS,
                                                step, 0),
                 "AdversarialTrainer": trainer_epoch(X, y, device, args.train_batch, n_iter,
-                                                    EPS, step, 0)}
+                                                    EPS, step, 0),
+                "AdversarialTrainer, bfloat16": trainer_epoch(
+                    X, y, device, args.train_batch, n_iter, EPS, step, 0,
+                    mixed_precision=True)}
         times, _ = interleave(jobs, args.repeats, device)
         base = times["hand-written loop"]
         for name in jobs:

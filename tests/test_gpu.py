@@ -23,6 +23,7 @@ from skrobust.attacks import (
     PGDTransformer,
     SquareAttackTransformer,
 )
+from skrobust.defenses import AdversarialTrainer
 from skrobust.detection import MMDDriftDetector
 from skrobust.evaluation import evaluate_robustness
 from skrobust.privacy import ImageInversionAttack
@@ -163,6 +164,21 @@ def test_estimators_train_and_predict_on_the_device_like_on_the_cpu(data, estima
         assert end < start and end <= 1.5 * expected[1] + 1e-6
     else:  # training accuracy on X
         assert abs(result[0] - expected[0]) <= 0.1, (result, expected)
+
+
+def test_mixed_precision_training_on_the_device_does_as_well_as_float32(data):
+    """AdversarialTrainer with bfloat16 autocast on the device against float32 on the
+    CPU (where the device has no bfloat16, it must refuse by name)."""
+    X, y = data
+    trainer = next(e for e in NON_ATTACKS if isinstance(e, AdversarialTrainer))
+    mixed = _on_device(trainer).set_params(mixed_precision=True)
+    if DEVICE.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        with pytest.raises(ValueError, match="mixed_precision"):
+            mixed.fit(X, y)
+        return
+    expected = _outputs(clone(trainer), X, y)
+    result = _outputs(mixed, X, y)
+    assert abs(result[0] - expected[0]) <= 0.1, (result, expected)
 
 
 def test_evaluate_robustness_on_the_device_matches_the_cpu(data, victims):

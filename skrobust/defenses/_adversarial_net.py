@@ -4,6 +4,8 @@ Both reuse the attack transformers' tensor-level ``_perturb`` (built on
 :mod:`skrobust.attacks.functional`), so no attack code is repeated here.
 """
 
+from contextlib import nullcontext
+
 import numpy as np
 import torch
 from skorch.callbacks import Callback
@@ -29,15 +31,26 @@ class Adversary:
         Seeds the generator of the random starts and of the replaced rows.
     device : torch.device
         Where the net trains.
+    mixed_precision : bool, default=False
+        Run the training forward passes and the crafting under ``torch.autocast``
+        with bfloat16 (:meth:`autocast`).
     """
 
-    def __init__(self, attack, replace_ratio, clip_min, clip_max, seed, device):
+    def __init__(self, attack, replace_ratio, clip_min, clip_max, seed, device,
+                 mixed_precision=False):
         self.attack = attack
         self.replace_ratio = replace_ratio
         self.clip_min = clip_min
         self.clip_max = clip_max
         self.device = device
+        self.mixed_precision = mixed_precision
         self.generator = make_generator(seed, device)
+
+    def autocast(self):
+        """The context of a training forward pass: bfloat16 autocast or nothing."""
+        if not self.mixed_precision:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def craft(self, module, x, y):
         """Return ``x`` with ``ceil(replace_ratio * len(x))`` random rows adversarial.
@@ -72,7 +85,10 @@ class AdversarialStepMixin:
     """Replaces each training batch by its adversarial version before the step.
 
     Mixed into the user's skorch class by :func:`adversarial_class`; without an
-    ``adversary_`` attribute the net trains as its base class does.
+    ``adversary_`` attribute the net trains as its base class does. With the
+    adversary's ``mixed_precision`` the crafting and the training forward pass run
+    under bfloat16 autocast; the logits are handed to the loss in float32, and the
+    backward pass and the optimiser step run outside autocast (as PyTorch advises).
     """
 
     def train_step_single(self, batch, **fit_params):
@@ -81,8 +97,20 @@ class AdversarialStepMixin:
             Xi, yi = unpack_data(batch)
             x = to_tensor(Xi, device=self.device)
             y = to_tensor(yi, device=self.device)
-            batch = (adversary.craft(self.module_, x, y), y)
+            with adversary.autocast():
+                batch = (adversary.craft(self.module_, x, y), y)
         return super().train_step_single(batch, **fit_params)
+
+    def infer(self, x, **fit_params):
+        adversary = getattr(self, "adversary_", None)
+        # only the training step: validation and prediction stay in float32
+        if adversary is None or not adversary.mixed_precision or not self.module_.training:
+            return super().infer(x, **fit_params)
+        with adversary.autocast():
+            y_pred = super().infer(x, **fit_params)
+        if torch.is_tensor(y_pred) and y_pred.is_floating_point():
+            return y_pred.float()
+        return y_pred
 
     def __reduce__(self):
         # the class is made at run time; pickle rebuilds it from the user's class

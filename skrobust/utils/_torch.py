@@ -33,6 +33,19 @@ def resolve_device(device):
     return device
 
 
+def check_bfloat16_autocast(device):
+    """Refuse ``mixed_precision=True`` where bfloat16 autocast does not run on ``device``."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"mixed_precision=True needs bfloat16, which {device} does not "
+                         "support; set mixed_precision=False.")
+    try:
+        torch.autocast(device.type, dtype=torch.bfloat16)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"mixed_precision=True needs torch.autocast with bfloat16 on "
+                         f"{device.type}, which this torch does not offer ({exc}); set "
+                         "mixed_precision=False.") from exc
+
+
 def to_tensor(X, device):
     """A float32 copy of array ``X`` on ``device`` (never shares the caller's memory)."""
     return torch.from_numpy(np.array(X, dtype=np.float32)).to(device)
