@@ -8,7 +8,7 @@ SHARED_DATA := $(abspath ../shared/data)
 export SKROBUST_DATA ?= $(if $(wildcard $(SHARED_DATA)/mnist),$(SHARED_DATA),)
 export MPLBACKEND ?= Agg
 
-.PHONY: setup demo test docs bench clean
+.PHONY: setup demo test docs bench device-prep clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,15 @@ docs: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet "adversarial-robustness-toolbox>=1.15"
 	$(PY) benchmarks/attacks.py
+
+# what benchmarks/device_check.sh needs on a lent GPU machine (no skorch, torchattacks or
+# ../shared there): their wheels and the MNIST files, in .device/ (carry it)
+device-prep:
+	mkdir -p .device/whl .device/data
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+	    -d .device/whl "skorch==1.4.0" "torchattacks==3.5.1"
+	rm -rf .device/data/mnist
+	if [ -n "$(SKROBUST_DATA)" ]; then cp -r "$(SKROBUST_DATA)/mnist" .device/data/; fi
 
 clean:
 	rm -rf $(VENV) docs/_build docs/generated .pytest_cache
