@@ -57,12 +57,6 @@ def small_instances():
                                random_state=0)
 
 
-ORDER_DEPENDENT = (
-    "random starts are drawn per batch from one generator, so a row's output depends "
-    "on the rows before it (documented under random_start)"
-)
-
-
 REJECTS = (
     "DNR predicts reject_label where its best score is below threshold_, so predict "
     "is not the argmax of decision_function (by design; reject_rate=0 passes)"
@@ -86,10 +80,5 @@ def expected_failed(estimator):
         return {"check_methods_subset_invariance": BATCH_TEST}
     if isinstance(estimator, DNRClassifier) and estimator.threshold is not None:
         return {"check_classifiers_train": REJECTS}
-    # APGD and FAB key their random starts by row (_row_keyed): order-independent
-    if getattr(estimator, "random_start", False) and not estimator._row_keyed:
-        return {
-            "check_methods_sample_order_invariance": ORDER_DEPENDENT,
-            "check_methods_subset_invariance": ORDER_DEPENDENT,
-        }
+    # the attacks' random starts are keyed by row (_row_keyed): order-independent
     return {}

@@ -29,7 +29,7 @@ def fitted_attacks(X, y):
     common = dict(clip_min="data", clip_max="data", eps_scale="std", random_state=0)
     yield FGSMTransformer(FrozenEstimator(pipe), eps=0.3, immutable=[0], **common).fit(X, y)
     yield PGDTransformer(make_pipeline(StandardScaler(), LogisticRegression()), eps=0.3,
-                         step_size=0.1, n_iter=5, **common).fit(X, y)
+                         step_size=0.1, n_iter=5, random_start=True, **common).fit(X, y)
     yield SquareAttackTransformer(FrozenEstimator(forest), eps=0.3, n_queries=10,
                                   **common).fit(X, y)
 

@@ -41,7 +41,7 @@ def _never(scores):
 
 def adaptive_reject_attack(module, x, y, *, eps, norm="inf", n_iter=100, n_target_classes=3,
                            pool_x=None, pool_y=None, random_start=True, clip_min=None,
-                           clip_max=None, generator=None):
+                           clip_max=None, generator=None, keys=None):
     """Two-stage targeted attack on a classifier with a reject option; worst case.
 
     For each of the ``n_target_classes`` best-scoring other classes ``t`` of each
@@ -87,6 +87,10 @@ def adaptive_reject_attack(module, x, y, *, eps, norm="inf", n_iter=100, n_targe
         Input bounds.
     generator : torch.Generator, optional
         Source of the random starts of stage 1.
+    keys : Tensor of int64 of shape (n_samples,) or None, default=None
+        Per-row keys: each row's random starts come from its key, the target rank
+        and the stage (:func:`~skrobust.attacks.functional.start_noise`) instead of
+        ``generator``, so a row's result does not depend on the other rows.
 
     Returns
     -------
@@ -118,10 +122,11 @@ def adaptive_reject_attack(module, x, y, *, eps, norm="inf", n_iter=100, n_targe
     best = torch.full((len(x),), float("-inf"), dtype=torch.float64, device=x.device)
     order = logits.scatter(1, y[:, None], float("-inf")).argsort(dim=1, descending=True)
 
-    def first_point(x_rows):
+    def first_point(rows, counter):
         if random_start:
-            return apgd_start(x_rows, eps, norm, generator, clip_min, clip_max)
-        return x_rows.clone()
+            return apgd_start(x[rows], eps, norm, generator, clip_min, clip_max,
+                              keys=None if keys is None else keys[rows], counter=counter)
+        return x[rows].clone()
 
     def stage_two(rows, start, target):
         """Reject-aware targeted APGD from ``start``; records successes and best points."""
@@ -149,7 +154,7 @@ def adaptive_reject_attack(module, x, y, *, eps, norm="inf", n_iter=100, n_targe
         target = order[rows, rank]
         # stage 1a: deep into the target class of the undefended network
         x_rows = x[rows]
-        start = apgd_run(net, x_rows, first_point(x_rows),
+        start = apgd_run(net, x_rows, first_point(rows, (rank, 0)),
                          lambda z: _targeted_margin(z, target), _never, **common)[0]
         stage_two(rows, start, target)
         if layers is None:
@@ -162,7 +167,7 @@ def adaptive_reject_attack(module, x, y, *, eps, norm="inf", n_iter=100, n_targe
         x_rows = x[rows]
         with torch.no_grad():
             ref = layers(nearest_other_class(x_rows, target, pool_x, pool_y, targeted=True))
-        start = apgd_run(layers, x_rows, first_point(x_rows),
+        start = apgd_run(layers, x_rows, first_point(rows, (rank, 1)),
                          lambda f: -((f - ref) ** 2).sum(1), _never, **common)[0]
         stage_two(rows, start, target)
     return x_adv.detach()
@@ -205,9 +210,9 @@ class AdaptiveRejectionTransformer(BaseAttack):
         target class among the data given to ``fit``.
     random_start : bool, default=True
         Start stage 1 from a random point on the surface of the ``eps``-ball, as
-        APGD does. The start is drawn per batch, so outputs then depend on the
-        order of the rows; set False (stage 1 starts at the input) for
-        row-independent outputs.
+        APGD does. A row's starts are drawn from a key hashing ``random_state``
+        and the row's values, so its output does not depend on the other rows,
+        their order or ``batch_size``; False: stage 1 starts at the input.
     {clip}
     {runtime_starts}
 
@@ -284,7 +289,7 @@ class AdaptiveRejectionTransformer(BaseAttack):
                                                       n_features=self.X_pool_.shape[1])
         return self
 
-    def _perturb(self, module, x, y, generator, clip_min, clip_max):
+    def _perturb(self, module, x, y, generator, clip_min, clip_max, *, keys=None):
         pool_x = pool_y = None
         if self.feature_mimicry:
             pool_x = torch.as_tensor(self.X_pool_, device=x.device)
@@ -293,4 +298,4 @@ class AdaptiveRejectionTransformer(BaseAttack):
             module, x, y, eps=self.eps, norm=resolve_norm(self.norm), n_iter=self.n_iter,
             n_target_classes=self.n_target_classes, pool_x=pool_x, pool_y=pool_y,
             random_start=self.random_start, clip_min=clip_min, clip_max=clip_max,
-            generator=generator)
+            generator=generator, keys=keys)

@@ -140,11 +140,6 @@ class APGDTransformer(BaseAttack):
         if not isinstance(self.targeted, (bool, np.bool_)):
             raise ValueError(f"targeted={self.targeted!r} must be a bool.")
 
-    @property
-    def _row_keyed(self):
-        # keys only for random starts: no hashing of rows for nothing
-        return bool(self.random_start)
-
     def _perturb(self, module, x, y, generator, clip_min, clip_max, *, keys=None):
         return apgd(module, x, y, eps=self.eps, norm=resolve_norm(self.norm),
                     loss=self.loss, n_iter=self.n_iter, n_restarts=self.n_restarts,

@@ -119,12 +119,16 @@ class BaseAttack(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     a key that hashes ``random_state`` and the row's values
     (:func:`~skrobust.attacks._runs.row_keys`): their ``_perturb`` also accepts the
     keyword ``keys``, and a row's result does not depend on the batch it is in, the
-    batch size or the device.
+    batch size or the device. By default that is the case when the attack has a
+    true ``random_start`` (keys cost a hash of each row: none for nothing).
     """
 
     _supports_constraints = False
-    _row_keyed = False
     _parameter_constraints = ATTACK_PARAMS
+
+    @property
+    def _row_keyed(self):
+        return bool(getattr(self, "random_start", False))
 
     @fill_doc
     def fit(self, X, y):

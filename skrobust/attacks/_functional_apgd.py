@@ -10,9 +10,9 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from ._runs import chunk_rows, chunk_targets, run_chunks, run_keys, start_noise, superseded
-from .functional import (_per_sample_norm, ascent_direction, clip, project, sync_period,
-                         two_class_scores)
+from ._runs import chunk_rows, chunk_targets, run_chunks, run_keys, superseded
+from .functional import (_per_sample_norm, ascent_direction, clip, project, start_noise,
+                         sync_period, two_class_scores)
 
 LOSSES = ("ce", "dlr")
 
@@ -116,7 +116,7 @@ def apgd_start(x, eps, norm, generator=None, clip_min=None, clip_max=None, *, ke
     Linf: ``x + eps * t / max|t|`` with ``t`` uniform in ``[-1, 1]``; L2:
     ``x + eps * t / ||t||`` with ``t`` Gaussian; then clipped to the box. ``t`` comes
     from ``generator``, or per row from ``keys`` and ``counter``
-    (:func:`~skrobust.attacks._runs.start_noise`).
+    (:func:`~skrobust.attacks.functional.start_noise`).
     """
     t = start_noise(x, norm, generator, keys, counter)
     return clip(x + eps * t / (_per_sample_norm(t, norm) + 1e-12), clip_min, clip_max)

@@ -8,8 +8,8 @@ mode, and every function returns detached tensors.
 
 import torch
 
-from ._runs import chunk_rows, chunk_targets, run_chunks, run_keys, start_noise, superseded
-from .functional import _per_sample_norm, clip, two_class_scores
+from ._runs import chunk_rows, chunk_targets, run_chunks, run_keys, superseded
+from .functional import _per_sample_norm, clip, start_noise, two_class_scores
 
 
 def _flat_bound(bound, x):
@@ -163,7 +163,7 @@ def fab_start(x0, eps, norm, generator=None, lo=None, hi=None, *, keys=None, cou
     """FAB's random restart: ``x0 + eps / 2 * t / ||t||`` (``t`` uniform in [-1, 1]
     for Linf, Gaussian for L2), clipped to the box; ``x0`` flat. ``t`` comes from
     ``generator``, or per row from ``keys`` and ``counter``
-    (:func:`~skrobust.attacks._runs.start_noise`)."""
+    (:func:`~skrobust.attacks.functional.start_noise`)."""
     t = start_noise(x0, norm, generator, keys, counter)
     return clip(x0 + 0.5 * eps * t / _per_sample_norm(t, norm).clamp_min(1e-12), lo, hi)
 

@@ -24,8 +24,9 @@ class PGDTransformer(BaseAttack):
         Number of gradient steps.
     {norm}
     random_start : bool, default=False
-        Start each restart from a uniform random point of the ``eps``-ball. The start
-        is drawn per batch, so outputs then depend on the order of the rows.
+        Start each restart from a uniform random point of the ``eps``-ball. A row's
+        start is drawn from a key hashing ``random_state`` and the row's values, so
+        its output does not depend on the other rows, their order or ``batch_size``.
     n_restarts : int, default=1
         Number of restarts; a sample keeps the first restart that fools the victim.
         Only useful with ``random_start=True``.
@@ -91,10 +92,10 @@ class PGDTransformer(BaseAttack):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _perturb(self, module, x, y, generator, clip_min, clip_max, *, eps=None):
+    def _perturb(self, module, x, y, generator, clip_min, clip_max, *, eps=None, keys=None):
         eps = self.eps if eps is None else eps
         return pgd(module, x, y, eps=eps, step_size=self.step_size,
                    n_iter=self.n_iter, norm=resolve_norm(self.norm),
                    targeted=self.targeted, random_start=self.random_start,
                    n_restarts=self.n_restarts, clip_min=clip_min, clip_max=clip_max,
-                   generator=generator)
+                   generator=generator, keys=keys)

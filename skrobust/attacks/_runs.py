@@ -12,7 +12,8 @@ kernel launches). Here the next runs go into one batch, as many as fit in
   never have run it;
 - the rows ranked before a success keep running, as they would have run first;
 - the results are folded in rank order, so a sample keeps the first run (by rank)
-  that fooled it, and draws come from per-row keys (:func:`start_noise`), so a
+  that fooled it, and draws come from per-row keys
+  (:func:`~skrobust.attacks.functional.start_noise`), so a
   run starts where it would have started alone.
 
 So the fooled samples, and every output, are those of the sequential order: only
@@ -23,12 +24,10 @@ random starts from a generator in AutoAttack's order (for parity with it).
 """
 
 import hashlib
-import math
 
 import numpy as np
 import torch
 
-from .functional import counter_uniform
 
 
 CPU_ROWS = 32
@@ -80,30 +79,6 @@ def superseded(hit, sample, rank, n_samples):
     return rank > first[sample]
 
 
-def start_noise(x, norm, generator=None, keys=None, counter=()):
-    """Random directions the shape of ``x``: uniform in ``[-1, 1]`` (Linf) or standard
-    Gaussian (L2).
-
-    With ``keys`` (one int64 per row) row ``i`` is a function of ``keys[i]`` and the
-    tuple of ints ``counter`` only (:func:`~skrobust.attacks.functional.counter_uniform`;
-    Gaussians by the Box-Muller transform), whatever the other rows; otherwise it is
-    drawn from ``generator``.
-    """
-    if keys is None:
-        if norm == 2:
-            return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return 2 * torch.rand(x.shape, generator=generator, device=x.device,
-                              dtype=x.dtype) - 1
-    d = x[0].numel() if len(x) else 0
-    if norm == 2:
-        u = counter_uniform(keys, counter, 2 * d)
-        radius = torch.sqrt(-2 * torch.log1p(-u[:, :d]))
-        t = radius * torch.cos(2 * math.pi * u[:, d:])
-    else:
-        t = 2 * counter_uniform(keys, counter, d) - 1
-    return t.to(x.dtype).view(x.shape)
-
-
 def row_keys(seed, X):
     """One 32-bit random key per row, a hash of ``seed`` and the row's values."""
     keys = np.empty(len(X), dtype=np.int64)
@@ -116,7 +91,8 @@ def row_keys(seed, X):
 
 
 def draw_keys(n, generator, device):
-    """One key per sample for :func:`start_noise`, from ``generator``."""
+    """One key per sample for :func:`~skrobust.attacks.functional.start_noise`, from
+    ``generator``."""
     return torch.randint(0, 2**32, (n,), generator=generator, device=device,
                          dtype=torch.int64)
 

@@ -5,6 +5,8 @@ indices ``y`` as tensors on the module's device, and returns a detached tensor.
 The caller is responsible for eval mode (:func:`skrobust.utils.eval_mode`).
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -144,18 +146,26 @@ def project_exact(x, x0, eps, norm, clip_min=None, clip_max=None):
     return out
 
 
-def random_init(x0, eps, norm, generator=None, clip_min=None, clip_max=None):
-    """A point drawn uniformly from the ``norm`` ball of radius ``eps`` around ``x0``."""
+def random_init(x0, eps, norm, generator=None, clip_min=None, clip_max=None, *, keys=None,
+                counter=()):
+    """A point drawn uniformly from the ``norm`` ball of radius ``eps`` around ``x0``.
+
+    Drawn from ``generator``, or with ``keys`` (one int64 per row) per row from the
+    row's key and the tuple of ints ``counter`` (:func:`start_noise`), so that a
+    row's start does not depend on the other rows.
+    """
+    direction = start_noise(x0, norm, generator, keys, counter)
     if norm == 2:
-        direction = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         direction = direction / _per_sample_norm(direction, 2).clamp_min(1e-12)
         n_dims = x0[0].numel()
-        u = torch.rand((len(x0),) + (1,) * (x0.dim() - 1), generator=generator,
-                       device=x0.device, dtype=x0.dtype)
+        shape = (len(x0),) + (1,) * (x0.dim() - 1)
+        if keys is None:
+            u = torch.rand(shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        else:
+            u = counter_uniform(keys, (*counter, 1), 1).to(x0.dtype).view(shape)
         delta = direction * eps * u ** (1.0 / n_dims)
     else:
-        u = torch.rand(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        delta = (2 * u - 1) * eps
+        delta = direction * eps
     return clip(x0 + delta, clip_min, clip_max)
 
 
@@ -169,17 +179,21 @@ def fgsm(module, x, y, *, eps, norm="inf", targeted=False, clip_min=None, clip_m
 
 
 def pgd(module, x, y, *, eps, step_size, n_iter, norm="inf", targeted=False,
-        random_start=False, n_restarts=1, clip_min=None, clip_max=None, generator=None):
+        random_start=False, n_restarts=1, clip_min=None, clip_max=None, generator=None,
+        keys=None):
     """Projected Gradient Descent (Madry et al., 2018); BIM without ``random_start``.
 
     Each iteration costs one forward and one backward pass. With ``n_restarts > 1``
     each restart adds one forward pass to check which samples it fooled; a sample
-    keeps the first restart that succeeds, else the last one.
+    keeps the first restart that succeeds, else the last one. Random starts come
+    from ``generator``, or with ``keys`` (one int64 per row) from each row's key and
+    the restart's index (:func:`random_init`).
     """
     best = None
-    for _ in range(n_restarts):
+    for restart in range(n_restarts):
         if random_start:
-            x_adv = random_init(x, eps, norm, generator, clip_min, clip_max)
+            x_adv = random_init(x, eps, norm, generator, clip_min, clip_max, keys=keys,
+                                counter=(restart,))
         else:
             x_adv = x.clone()
         for _ in range(n_iter):
@@ -276,6 +290,30 @@ def counter_uniform(keys, counter, n):
     u : Tensor of float64 of shape (n_rows, n)
     """
     return _uniform(_mix_keys(keys), counter, n)
+
+
+def start_noise(x, norm, generator=None, keys=None, counter=()):
+    """Random directions the shape of ``x``: uniform in ``[-1, 1]`` (Linf) or standard
+    Gaussian (L2).
+
+    With ``keys`` (one int64 per row) row ``i`` is a function of ``keys[i]`` and the
+    tuple of ints ``counter`` only (:func:`counter_uniform`; Gaussians by the
+    Box-Muller transform), whatever the other rows; otherwise it is drawn from
+    ``generator``.
+    """
+    if keys is None:
+        if norm == 2:
+            return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return 2 * torch.rand(x.shape, generator=generator, device=x.device,
+                              dtype=x.dtype) - 1
+    d = x[0].numel() if len(x) else 0
+    if norm == 2:
+        u = counter_uniform(keys, counter, 2 * d)
+        radius = torch.sqrt(-2 * torch.log1p(-u[:, :d]))
+        t = radius * torch.cos(2 * math.pi * u[:, d:])
+    else:
+        t = 2 * counter_uniform(keys, counter, d) - 1
+    return t.to(x.dtype).view(x.shape)
 
 
 def _mix_keys(keys):

@@ -5,10 +5,11 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from skrobust.attacks import APGDTransformer, FABTransformer
+from skrobust.attacks import APGDTransformer, FABTransformer, PGDTransformer
 from skrobust.attacks._functional_apgd import apgd
 from skrobust.attacks._functional_fab import fab
-from skrobust.attacks._runs import max_rows_for, run_chunks, start_noise, superseded
+from skrobust.attacks._runs import max_rows_for, run_chunks, superseded
+from skrobust.attacks.functional import start_noise
 
 
 class Counting(torch.nn.Module):
@@ -109,7 +110,9 @@ def test_keyed_noise_depends_on_the_row_only(norm):
     APGDTransformer(loss="dlr", n_target_classes=9),
     APGDTransformer(n_restarts=3, norm=2, eps=0.5),
     FABTransformer(n_target_classes=3, n_restarts=3),
-], ids=["APGD-T", "APGD-CE-restarts-L2", "FAB-T-restarts"])
+    PGDTransformer(step_size=0.02, random_start=True, n_restarts=2),
+    PGDTransformer(eps=0.5, step_size=0.1, norm=2, random_start=True),
+], ids=["APGD-T", "APGD-CE-restarts-L2", "FAB-T-restarts", "PGD-restarts", "PGD-L2"])
 def test_a_rows_result_does_not_depend_on_the_batch(attack):
     # random starts keyed by the row (random_state and its values): the same result
     # for another batch size or row order, so a sample's fate in an evaluation does
