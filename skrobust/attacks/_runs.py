@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 
-
 CPU_ROWS = 32
 
 

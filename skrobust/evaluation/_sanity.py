@@ -19,7 +19,7 @@ from ..attacks.functional import two_class_scores
 from ..models._skorch import is_skorch_net
 from ..utils._differentiable import as_torch_model, unfrozen, victim_input
 from ..utils._docstrings import fill_doc
-from ..utils._torch import eval_mode, to_numpy, to_tensor
+from ..utils._torch import eval_mode, to_tensor
 from ..utils._validation import check_bound
 
 
