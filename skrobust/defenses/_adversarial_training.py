@@ -119,8 +119,8 @@ default=None
         checkpoint run in float32. It pays where the device has fast bfloat16
         matrix products and convolutions (NVIDIA GPUs from Ampere on, CPUs with
         AVX512-BF16 or AMX): on a CPU with AVX512-BF16 an epoch of PGD-5 training
-        takes 0.51x the float32 time for a LeNet5 and 0.58x for a ResNet-18, with
-        the same robust accuracy (see :ref:`adversarial-training-guide`).
+        takes 0.58x the float32 time for a LeNet5 and for a ResNet-18, with the
+        same robust accuracy (see :ref:`adversarial-training-guide`).
     random_state : int, RandomState instance or None, default=None
         Seeds the net's initialisation, batch shuffling, random starts, replaced
         rows and the validation split. An int gives identical runs on CPU.
