@@ -88,32 +88,6 @@ def load_state_dict(path, *, device="cpu"):
     return dict(state)
 
 
-def load_weights(module, path, *, device="cpu"):
-    """Load a ``state_dict`` file into ``module`` (all names and shapes must match).
-
-    Parameters
-    ----------
-    module : torch.nn.Module
-        The network, built from trusted code.
-    path : str or path-like
-        See :func:`load_state_dict`.
-    device : str or torch.device, default="cpu"
-
-    Returns
-    -------
-    module : torch.nn.Module
-        The same module, on ``device``, in eval mode.
-
-    Raises
-    ------
-    ValueError
-        As :func:`load_state_dict`, and when names or shapes do not fit ``module``
-        (one line listing the mismatches).
-    """
-    state = load_state_dict(path, device=device)
-    return apply_state_dict(module, state, path).to(device).eval()
-
-
 def apply_state_dict(module, state, path):
     """``module.load_state_dict(state)`` with a one-line ``ValueError`` naming ``path``."""
     try:

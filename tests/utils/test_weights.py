@@ -9,7 +9,7 @@ from skrobust.cli import main
 from skrobust.cli._model import load_model
 from skrobust.detection import MMDDriftDetector, save_detector
 from skrobust.models import MLP
-from skrobust.utils._weights import load_state_dict, load_weights
+from skrobust.utils._weights import apply_state_dict, load_state_dict
 
 
 class _Payload:
@@ -73,13 +73,14 @@ def test_load_state_dict_refuses_damaged_and_hostile_files(weight_files):
     assert set(state) == set(_mlp().state_dict())
 
 
-def test_load_weights_shape_mismatch_is_one_line(weight_files):
+def test_a_state_that_does_not_fit_is_one_line(weight_files):
     folder, _, _ = weight_files
+    path = folder / "full.pt"
     with pytest.raises(ValueError, match="full.pt does not fit MLP: .*size mismatch") as info:
-        load_weights(_mlp(n_features=5), folder / "full.pt")
+        apply_state_dict(_mlp(n_features=5), load_state_dict(path), path)
     assert "\n" not in str(info.value)
-    module = load_weights(_mlp(), folder / "full.pt")
-    assert not module.training
+    module = apply_state_dict(_mlp(), load_state_dict(path), path)
+    assert all(torch.equal(v, module.state_dict()[k]) for k, v in load_state_dict(path).items())
 
 
 @pytest.mark.parametrize("command", ["report", "monitor"])
