@@ -9,7 +9,7 @@ mode, and every function returns detached tensors.
 import torch
 
 from ._runs import chunk_rows, chunk_targets, run_chunks, run_keys, superseded
-from .functional import _per_sample_norm, clip, start_noise, two_class_scores
+from .functional import _per_sample_norm, clip, start_noise, sync_period, two_class_scores
 
 
 def _flat_bound(bound, x):
@@ -169,7 +169,7 @@ def fab_start(x0, eps, norm, generator=None, lo=None, hi=None, *, keys=None, cou
 
 
 def fab_run(module, x0, x_start, y, target, goal, *, eps, norm, n_iter, alpha_max=0.1,
-            eta=1.05, beta=0.9, lo=None, hi=None, groups=None):
+            eta=1.05, beta=0.9, lo=None, hi=None, groups=None, check_every=None):
     """One FAB run (Algorithm 1 of the paper, as in AutoAttack's ``fab_pt.py``).
 
     ``x0`` and ``x_start`` are flat (n, D) and ``module`` takes flat rows. Each
@@ -184,7 +184,10 @@ def fab_run(module, x0, x_start, y, target, goal, *, eps, norm, n_iter, alpha_ma
     iterations, so its scores rarely serve the next linearisation).
     ``groups=(sample, rank)`` marks rows that are runs of the same sample: a row
     also leaves when a row of its sample ranked before it succeeds
-    (:mod:`~skrobust.attacks._runs`).
+    (:mod:`~skrobust.attacks._runs`). The host is asked which rows leave every
+    ``check_every`` iterations (default: :func:`~skrobust.attacks.functional.sync_period`
+    of the device); in between, a row that succeeded keeps its first point and
+    rides along, so the outputs do not depend on it.
 
     Returns
     -------
@@ -193,9 +196,12 @@ def fab_run(module, x0, x_start, y, target, goal, *, eps, norm, n_iter, alpha_ma
     success : Tensor of bool of shape (n,)
     """
     n = len(x0)
+    check_every = sync_period(x0.device) if check_every is None else check_every
     out = x0.clone()
     success = torch.zeros(n, dtype=torch.bool, device=x0.device)
     index = torch.arange(n, device=x0.device)
+    # rows that reached the goal within eps since the last check, and their first point
+    found, x_found = torch.zeros_like(success), x0.clone()
 
     def cut(t, keep):
         return None if t is None else t[keep]
@@ -203,25 +209,29 @@ def fab_run(module, x0, x_start, y, target, goal, *, eps, norm, n_iter, alpha_ma
     sample, rank = (None, None) if groups is None else groups
     n_samples = None if groups is None else int(sample.max()) + 1
     x1 = x_start
-    for _ in range(n_iter):
+    for it in range(n_iter):
         _, c, w = _linearise(module, x1, y, target, goal, norm)
         x_new = fab_step(x1, x0, c, w, norm, alpha_max=alpha_max, eta=eta, lo=lo, hi=hi)
         scores, _, _ = _linearise(module, x_new, y, target, goal, norm, grad=False)
         reached = _success(scores, y, target, goal)
         inside = reached & (_norm(x_new - x0, norm) <= eps)
-        leave = inside
-        if sample is not None:
-            leave = inside | superseded(inside, sample, rank, n_samples)
-        keep = (~leave).nonzero().flatten()  # the one host synchronisation per iteration
-        if len(keep) < len(index):
-            done = inside.nonzero().flatten()
-            out[index[done]] = x_new[done]
-            success[index[done]] = True
-            if len(keep) == 0:
-                break
-            index, x0, x_new, reached = index[keep], x0[keep], x_new[keep], reached[keep]
-            y, target, lo, hi = cut(y, keep), cut(target, keep), cut(lo, keep), cut(hi, keep)
-            sample, rank = cut(sample, keep), cut(rank, keep)
+        x_found = torch.where((inside & ~found)[:, None], x_new, x_found)
+        found = found | inside
+        if (it + 1) % check_every == 0 or it + 1 == n_iter:
+            leave = found
+            if sample is not None:
+                leave = found | superseded(found, sample, rank, n_samples)
+            keep = (~leave).nonzero().flatten()  # the host synchronisation
+            if len(keep) < len(index):
+                done = found.nonzero().flatten()
+                out[index[done]] = x_found[done]
+                success[index[done]] = True
+                if len(keep) == 0:
+                    break
+                index, x0, x_new, reached = index[keep], x0[keep], x_new[keep], reached[keep]
+                found, x_found = found[keep], x_found[keep]
+                y, target, lo, hi = cut(y, keep), cut(target, keep), cut(lo, keep), cut(hi, keep)
+                sample, rank = cut(sample, keep), cut(rank, keep)
         # adversarial but too far: step back towards x0
         x1 = torch.where(reached[:, None], x0 + beta * (x_new - x0), x_new)
     return out, success

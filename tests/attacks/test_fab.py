@@ -277,6 +277,26 @@ def test_transformer_reproducible_with_restarts(victim):
     assert np.all(fooled[estimator.predict(one) != y])
 
 
+@pytest.mark.parametrize("norm,eps", [("inf", 0.08), (2, 1.0)])
+def test_host_checks_every_few_iterations_give_the_same_result(victim, norm, eps,
+                                                              monkeypatch):
+    """On an accelerator FAB asks which rows leave every 5th iteration only; a row
+    that succeeded in between rides along with its first point kept, and a later
+    run of its sample may too (the fold keeps the first by rank): the same outputs
+    as a check at every iteration (the CPU's schedule), here forced on the CPU."""
+    from skrobust.attacks import _functional_fab
+
+    estimator, X, y = victim
+    attack = FABTransformer(estimator, eps=eps, norm=norm, n_iter=12, n_restarts=2,
+                            n_target_classes=3, random_state=0).fit(X, y)
+    expected = attack.generate(X, y)
+    fooled = estimator.predict(expected) != y
+    assert 0 < fooled.sum() < len(y)
+    for period in (3, 5):
+        monkeypatch.setattr(_functional_fab, "sync_period", lambda device, p=period: p)
+        np.testing.assert_array_equal(attack.generate(X, y), expected)
+
+
 def test_transformer_in_pipeline_and_clone(victim):
     estimator, X, y = victim
     attack = FABTransformer(estimator, eps=0.1, n_iter=5)
