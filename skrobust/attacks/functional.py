@@ -418,7 +418,18 @@ class _Search:
         self.x_best, self.margin, self.x0, self.rows = x_best, margin, x0, rows
         self.queries = torch.ones(len(x_best), dtype=torch.int64, device=x_best.device)
         self.check_every = check_every
-        self.active = None  # None: every row, in place
+        self._gather(None)
+
+    def _gather(self, active):
+        """Work on the rows ``active`` (None: every row, without a copy)."""
+        self.active = active
+        if active is None:
+            self.x, self.m, self.q = self.x_best, self.margin, self.queries
+            self.x_org, self.act_rows = self.x0, self.rows
+        else:
+            self.x, self.m, self.q = (t[active] for t in (self.x_best, self.margin,
+                                                          self.queries))
+            self.x_org, self.act_rows = self.x0[active], self.rows[active]
 
     def check(self, it):
         """Gather the standing rows at a check; False once none is left."""
@@ -428,14 +439,7 @@ class _Search:
         active = torch.nonzero(self.margin >= 0).flatten()
         if len(active) == 0:
             return False
-        self.active = None if len(active) == len(self.margin) else active
-        if self.active is None:
-            self.x, self.m, self.q = self.x_best, self.margin, self.queries
-            self.x_org, self.act_rows = self.x0, self.rows
-        else:
-            self.x, self.m, self.q = (t[active] for t in (self.x_best, self.margin,
-                                                          self.queries))
-            self.x_org, self.act_rows = self.x0[active], self.rows[active]
+        self._gather(None if len(active) == len(self.margin) else active)
         return True
 
     def update(self, candidate, new_margin):
@@ -451,9 +455,9 @@ class _Search:
         self.m = torch.where(better, new_margin, self.m)
 
     def _put_back(self):
-        if self.active is None and hasattr(self, "x"):
+        if self.active is None:
             self.x_best, self.margin, self.queries = self.x, self.m, self.q
-        elif self.active is not None:
+        else:
             self.x_best[self.active] = self.x
             self.margin[self.active] = self.m
             self.queries[self.active] = self.q
