@@ -162,8 +162,8 @@ def build_parser():
         description="Load a state_dict (torch.load with weights_only=True) into a "
                     "network (a skrobust.models name or package.module:Class, built "
                     "as for skrobust monitor), run the default worst-case ensemble "
-                    "(APGD-CE, APGD-T, FAB-T, Square, FGSM) and a security curve with sanity checks, and write "
-                    "report.html (self-contained) and report.json. The exit status is 1 "
+                    "(APGD-CE, APGD-T, FAB-T, Square, FGSM) and a security curve with "
+                    "sanity checks, and write report.html (self-contained) and report.json. The exit status is 1 "
                     "when a sanity check failed (the report is written all the same).")
     report.add_argument("weights", help="state_dict file saved with torch.save")
     _add_model_options(report, required=True)
