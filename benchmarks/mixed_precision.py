@@ -22,7 +22,8 @@ Usage::
         [--k 5] [--repeats 3] [--accuracy-epochs 3] [--seeds 0] [--n-train 10000] \
         [--n-test 1000] [--device cpu] [--threads 1] [--json out.json]
 
-Data: full MNIST under the data root when there, else the embedded test set.
+Data: full MNIST under the data root when there, else the embedded test set split
+in two (as ``benchmarks/attacks.py`` loads it).
 """
 
 import argparse
@@ -32,11 +33,11 @@ import time
 
 import numpy as np
 import torch
+from attacks import load_data  # benchmarks/attacks.py: full MNIST, else the embedded set
 from skorch import NeuralNetClassifier
 from torch import nn
 
 from skrobust.attacks import PGDTransformer
-from skrobust.datasets import load_mnist
 from skrobust.defenses import AdversarialTrainer
 from skrobust.models import LeNet5
 from skrobust.models._layers import ToImage
@@ -64,16 +65,6 @@ def trainer(module, k, epochs, mixed_precision, device, seed=0, eps=EPS):
     attack = PGDTransformer(eps=eps, step_size=2.5 * eps / k, n_iter=k, random_start=True)
     return AdversarialTrainer(net, attack=attack, mixed_precision=mixed_precision,
                               device=device, random_state=seed)
-
-
-def load(n_train, n_test):
-    try:
-        X, y = load_mnist(split="train", download=False, return_X_y=True)
-        X_test, y_test = load_mnist(split="test", return_X_y=True)
-    except FileNotFoundError:  # the embedded test set, split in two
-        X, y = load_mnist(split="test", return_X_y=True)
-        X, X_test, y, y_test = X[n_test:], X[:n_test], y[n_test:], y[:n_test]
-    return X[:n_train], y[:n_train], X_test[:n_test], y_test[:n_test]
 
 
 def clock(device):
@@ -106,7 +97,8 @@ def main(argv=None):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     torch.set_num_threads(args.threads)
-    X, y, X_test, y_test = load(max(args.n_train, args.n), args.n_test)
+    X, y, X_test, y_test, _ = load_data(args.n_test, seed=0,
+                                        n_train=max(args.n_train, args.n))
     result = {"device": args.device, "threads": args.threads, "k": args.k, "timing": [],
               "accuracy": []}
 
