@@ -27,6 +27,7 @@ from skorch import NeuralNetClassifier
 
 from skrobust.datasets import load_mnist
 from skrobust.models import LeNet5
+from skrobust.models._skorch import fit_net
 from skrobust.privacy import ImageInversionAttack, MaskLayer, SuppressPrivacyClassifier
 from skrobust.utils._torch import torch_seed
 
@@ -60,8 +61,7 @@ def main(argv=None):
     mask_times = max(1, round(TUTORIAL_RATE * n_batches))
 
     def plain():
-        with torch_seed(0):
-            lenet().fit(X, y)
+        fit_net(lenet(), X, y, 0)  # the classifier's path, with its batch iterator
 
     def suppress():
         SuppressPrivacyClassifier(lenet(), start_epoch=1, end_epoch=1, mask_times=mask_times,

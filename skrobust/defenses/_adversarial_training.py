@@ -11,7 +11,8 @@ from sklearn.utils.validation import check_scalar, validate_data
 
 from ..attacks import FGSMTransformer, PGDTransformer
 from ..attacks._base import BaseAttack, outside_bounds
-from ..models._skorch import default_net, fit_net, is_skorch_net, size_net
+from ..models._skorch import (default_net, fit_net, is_skorch_net, size_net,
+                              use_array_batches)
 from ..models._trained_net import TrainedNetClassifierMixin
 from ..utils._differentiable import unfrozen
 from ..utils._torch import check_bfloat16_autocast, resolve_device, torch_seed
@@ -76,6 +77,8 @@ default=None
         a copy of its weights (MindArmour's ``batch_defense`` after normal
         training). If None, a small MLP from :mod:`skrobust.models` sized to the data.
         Its parameters are reachable as ``estimator__lr``, ``estimator__max_epochs``, ...
+        skorch's default ``DataLoader`` iterators become
+        :func:`~skrobust.models.array_batches` in the clone (the same batches, faster).
     attack : {"fgsm", "pgd"}, FGSMTransformer or PGDTransformer, default="fgsm"
         The training attack, the one place where its parameters are said: ``eps``,
         ``norm``, ``clip_min``/``clip_max`` (the input domain; ``fit`` rejects
@@ -86,9 +89,10 @@ default=None
         ``"pgd"`` stand for ``FGSMTransformer()`` and ``PGDTransformer()`` with their
         own defaults (``eps=0.3``; PGD: 40 steps of 0.01, no random start); give an
         object to change them (a name has no nested parameters: ``attack__eps``
-        needs ``attack=FGSMTransformer()`` or another object). The attack's ``estimator`` must be None (the trainer
-        always attacks the net being trained); its ``device``, ``batch_size`` and
-        ``random_state`` are not used (the trainer's apply). Targeted attacks and
+        needs ``attack=FGSMTransformer()`` or another object). The attack's
+        ``estimator`` must be None (the trainer always attacks the net being
+        trained); its ``device``, ``batch_size`` and ``random_state`` are not used
+        (the trainer's apply). Targeted attacks and
         feature constraints (``immutable``, ``integer_features``, ``eps_scale``, an
         array ``eps``, ``clip_min="data"``) are not applied in training and raise a
         ``ValueError``.
@@ -363,6 +367,7 @@ default=None
                                    mixed_precision=bool(self.mixed_precision))
         X32 = np.asarray(X, dtype=np.float32)
         y_index = encoder.transform(y).astype(np.int64)
+        use_array_batches(net)
         try:
             if warm or getattr(net, "initialized_", False):
                 with torch_seed(seed):

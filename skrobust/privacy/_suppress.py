@@ -73,7 +73,9 @@ class SuppressPrivacyClassifier(TrainedNetClassifierMixin, ClassifierMixin, Base
     is cleared.
 
     The net is cloned and trained on label indices; the masking runs in a private
-    skorch callback appended to the clone's ``callbacks``.
+    skorch callback appended to the clone's ``callbacks``. skorch's default
+    ``DataLoader`` iterators become :func:`~skrobust.models.array_batches` in the
+    clone (the same batches, faster).
 
     Parameters
     ----------
