@@ -8,6 +8,7 @@ from sklearn.base import clone
 from tqdm.auto import tqdm
 
 from ..models._skorch import is_skorch_net
+from ..models._trained_net import TrainedNetClassifierMixin
 from ..models._victim import needs_fit
 from ..utils._differentiable import TorchModel, has_torch_hook, unfrozen, victim_input
 from ..utils._docstrings import fill_doc
@@ -94,7 +95,10 @@ class SquareAttackTransformer(BaseAttack):
         Victim: any classifier with ``predict_proba`` or ``decision_function``
         (scikit-learn, skorch, skrobust) or a torch module returning logits. A
         ``FrozenEstimator`` or a module is used as is; anything else is cloned and
-        fitted in ``fit``. If None, a small MLP from :mod:`skrobust.models`.
+        fitted in ``fit``. If None, a small MLP from :mod:`skrobust.models`. The
+        scores searched are the logits of a module, a skorch net or a net trained
+        by skrobust (``AdversarialTrainer``, ``SuppressPrivacyClassifier``), else
+        ``log(predict_proba)`` or ``decision_function``.
     eps : float or array-like of shape (n_features,), default=0.3
         Radius of the ``norm`` ball; per feature when an array (``norm="inf"``, see
         :class:`PGDTransformer`).
@@ -217,8 +221,11 @@ class SquareAttackTransformer(BaseAttack):
         return unfrozen(self.estimator_)
 
     def _uses_torch(self):
+        # a net trained by skrobust predicts the softmax of its torch model's logits:
+        # query those (no float round trip through probabilities)
         victim = self._victim()
-        return isinstance(victim, torch.nn.Module) or is_skorch_net(victim)
+        return (isinstance(victim, (torch.nn.Module, TrainedNetClassifierMixin))
+                or is_skorch_net(victim))
 
     def _torch_model(self):
         """The victim's torch model, or only the label encoding of a score-only one."""
@@ -237,8 +244,10 @@ class SquareAttackTransformer(BaseAttack):
         victim = self._victim()
         X = victim_input(victim, X)
         if hasattr(victim, "predict_proba"):
-            return np.log(np.clip(np.asarray(victim.predict_proba(X), dtype=np.float64),
-                                  1e-12, None))
+            # floored at the smallest normal float64 only, not at a round number: a
+            # floor of 1e-12 made every margin above 27.6 equal, and the search blind
+            return np.log(np.maximum(np.asarray(victim.predict_proba(X), dtype=np.float64),
+                                     np.finfo(np.float64).tiny))
         scores = np.asarray(victim.decision_function(X), dtype=np.float64)
         return np.column_stack([np.zeros(len(X)), scores]) if scores.ndim == 1 else scores
 

@@ -4,6 +4,7 @@ reproducibility, tabular search and tree ensembles."""
 import numpy as np
 import pytest
 import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.datasets import load_digits, make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.frozen import FrozenEstimator
@@ -359,3 +360,63 @@ def test_a_pipeline_ending_in_a_skorch_net_gets_float32(problem):
     # transform attacks the pipeline's own predictions: many of them change
     clean = pipe.predict(X.astype(np.float32))
     assert np.mean(pipe.predict(X_adv.astype(np.float32)) != clean) > 0.2
+
+
+class _ConfidentProba(ClassifierMixin, BaseEstimator):
+    """A score-only victim: the float64 softmax of a torch module's logits."""
+
+    def __init__(self, module=None):
+        self.module = module
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X):
+        with torch.no_grad():
+            logits = self.module(torch.as_tensor(X, dtype=torch.float32)).double()
+        return torch.softmax(logits, dim=1).numpy()
+
+
+def test_confident_score_only_victims_do_not_blind_the_search(digits_cnn):
+    """Margins of log-probabilities floored at 1e-12 were all equal above 27.6 (a
+    logit gap): the search accepted nothing and left confident samples standing.
+    Queried through predict_proba, the victim is fooled as through its logits."""
+    cnn, X, y = digits_cnn
+    confident = nn.Sequential(cnn, _Scale(8.0)).eval()  # logit gaps of 30 to 100+
+    with torch.no_grad():
+        top2 = confident(torch.as_tensor(X)).topk(2, dim=1).values
+    assert (top2[:, 0] - top2[:, 1] > 27.6).float().mean() > 0.5
+    kwargs = dict(eps=0.15, n_queries=300, image_shape=(1, 8, 8), random_state=0)
+    through_logits = SquareAttackTransformer(confident, **kwargs).fit(X, y).transform(X)
+    black_box = FrozenEstimator(_ConfidentProba(confident).fit(X, y))
+    through_proba = SquareAttackTransformer(black_box, **kwargs).fit(X, y).transform(X)
+    acc_logits = accuracy(confident, through_logits, y)
+    acc_proba = accuracy(confident, through_proba, y)
+    assert acc_logits < accuracy(confident, X, y) - 0.5
+    assert acc_proba <= acc_logits + 0.02  # with the 1e-12 floor: 0.38 against 0.18
+
+
+class _Scale(nn.Module):
+    def __init__(self, factor):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return self.factor * x
+
+
+def test_a_net_trained_by_skrobust_is_queried_through_its_logits(problem):
+    """AdversarialTrainer and SuppressPrivacyClassifier predict the softmax of their
+    torch model: the search queries the logits, as for the bare module."""
+    from skrobust.defenses import AdversarialTrainer
+
+    X, y = problem
+    X = X.astype(np.float32)
+    trainer = AdversarialTrainer(replace_ratio=0.0, random_state=0).fit(X, y)
+    kwargs = dict(eps=0.2, n_queries=40, image_shape=None, random_state=0)
+    attack = SquareAttackTransformer(FrozenEstimator(trainer), **kwargs).fit(X, y)
+    assert attack._uses_torch()
+    module = trainer.estimator_.module_
+    on_module = SquareAttackTransformer(module, **kwargs).fit(X, y).transform(X)
+    np.testing.assert_array_equal(attack.transform(X), on_module)
