@@ -83,7 +83,9 @@ def evaluate_attack(estimator, X, y, attack, *, image_shape="auto", relative=Fal
         misclassification_rate=misclassification_rate(y, y_pred_adv),
         acac=avg_confidence_adv_class(y, proba_adv, labels=labels),
         actc=avg_confidence_true_class(y, proba_adv, labels=labels),
-        **{name: avg_lp_distance(X[fooled], X_adv[fooled], p=p, relative=relative)
+        # over the fooled samples only: NaN when none was fooled, as for ssim
+        **{name: (avg_lp_distance(X[fooled], X_adv[fooled], p=p, relative=relative)
+                  if fooled.any() else float("nan"))
            for name, p in (("l0", 0), ("l2", 2), ("linf", "inf"))},
         ssim=ssim,
         seconds_per_sample=seconds / max(len(X), 1),

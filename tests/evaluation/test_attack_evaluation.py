@@ -27,6 +27,18 @@ def test_eps_zero_changes_nothing(mlp_net, mnist_small):
     assert result.l2 == 0.0
 
 
+def test_nothing_fooled_gives_nan_distances_not_an_error(mlp_net, mnist_small):
+    # the distances average over the fooled samples: none, NaN (as ssim); this used
+    # to raise from check_array on 0 rows (an accuracy curve's small eps)
+    _, _, X, y = mnist_small
+    correct = mlp_net.predict(X[:50]) == y[:50]
+    result = evaluate_attack(mlp_net, X[:50][correct], y[:50][correct],
+                             FGSMTransformer(eps=0.0))
+    assert result.adversarial_accuracy == 1.0
+    assert np.isnan(result.l0) and np.isnan(result.l2) and np.isnan(result.linf)
+    assert "nan" in format_attack_table(result)
+
+
 def test_float64_input_against_a_frozen_skorch_net(mlp_net, mnist_small):
     # skorch does not convert dtypes: the victim boundary casts to float32
     from sklearn.frozen import FrozenEstimator
