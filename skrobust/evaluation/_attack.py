@@ -71,7 +71,9 @@ def evaluate_attack(estimator, X, y, attack, *, image_shape="auto", relative=Fal
     y_pred = estimator.predict(victim_input(estimator, X))
     proba_adv = estimator.predict_proba(victim_input(estimator, X_adv))
     labels = getattr(estimator, "classes_", None)
-    y_pred_adv = np.asarray(labels)[proba_adv.argmax(1)] if labels is not None else proba_adv.argmax(1)
+    y_pred_adv = proba_adv.argmax(1)
+    if labels is not None:
+        y_pred_adv = np.asarray(labels)[y_pred_adv]
     fooled = y_pred_adv != y
     if image_shape == "auto":
         image_shape = _square_image_shape(X.shape[1])
