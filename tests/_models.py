@@ -19,6 +19,17 @@ class Linear(nn.Module):
         return self.fc(x)
 
 
+class Scale(nn.Module):
+    """Multiplies its input by a constant: logits scaled up saturate the softmax."""
+
+    def __init__(self, factor):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return self.factor * x
+
+
 def image_case(n_samples):
     """A small random image model (torchattacks wants 4-D images), ``n_samples``
     random 1x6x6 inputs and the model's own labels for them."""

@@ -18,7 +18,7 @@ from skrobust.attacks._functional_apgd import (
     dlr_targeted_loss,
 )
 
-from .._models import image_case
+from .._models import Scale, image_case
 
 
 def _accuracy(net, X, y):
@@ -218,7 +218,7 @@ def test_dlr_loss_breaks_saturated_logits_where_cross_entropy_fails(victim):
     # for confident samples (gradient masking); the DLR loss is scale invariant
     net, X, y = victim
     module = net.estimator.module_
-    scaled = nn.Sequential(module, _Scale(1e4)).eval()
+    scaled = nn.Sequential(module, Scale(1e4)).eval()
     X, y = X[:60], y[:60]
     clean = np.mean(scaled(torch.from_numpy(X)).argmax(1).numpy() == y)
 
@@ -231,14 +231,6 @@ def test_dlr_loss_breaks_saturated_logits_where_cross_entropy_fails(victim):
     assert pgd > clean - 0.1  # CE-based PGD is blind here
     assert dlr < pgd - 0.3
 
-
-class _Scale(nn.Module):
-    def __init__(self, factor):
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, x):
-        return x * self.factor
 
 
 class _RowCounter(nn.Module):

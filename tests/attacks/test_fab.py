@@ -11,7 +11,7 @@ from torch import nn
 from skrobust.attacks import FABTransformer, functional
 from skrobust.attacks._functional_fab import boundary_projection, fab
 
-from .._models import Linear, image_case
+from .._models import Linear, Scale, image_case
 
 DOUBLE = torch.float64
 
@@ -158,7 +158,7 @@ def test_minimal_perturbation_inside_the_box(norm):
 def test_is_invariant_to_rescaling_the_logits():
     # FAB's projections see c / ||w||: logits x 1000 (a saturated softmax) change nothing
     model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4)).eval()
-    big = nn.Sequential(model, _Scale(1000.0)).eval()
+    big = nn.Sequential(model, Scale(1000.0)).eval()
     x = torch.rand(60, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         y = model(x).argmax(1)
@@ -170,14 +170,6 @@ def test_is_invariant_to_rescaling_the_logits():
     assert fooled_plain.sum() > 5
     assert torch.equal(fooled_plain, fooled_scaled)
 
-
-class _Scale(nn.Module):
-    def __init__(self, factor):
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, z):
-        return self.factor * z
 
 
 def _fooled_within(model, x, x_adv, y, eps, norm):

@@ -16,6 +16,8 @@ from skrobust.attacks import PGDTransformer, SquareAttackTransformer
 from skrobust.attacks._square import resolve_image_shape
 from skrobust.attacks.functional import counter_uniform, square, square_p
 
+from .._models import Scale
+
 
 @pytest.fixture(scope="module")
 def problem():
@@ -383,7 +385,7 @@ def test_confident_score_only_victims_do_not_blind_the_search(digits_cnn):
     logit gap): the search accepted nothing and left confident samples standing.
     Queried through predict_proba, the victim is fooled as through its logits."""
     cnn, X, y = digits_cnn
-    confident = nn.Sequential(cnn, _Scale(8.0)).eval()  # logit gaps of 30 to 100+
+    confident = nn.Sequential(cnn, Scale(8.0)).eval()  # logit gaps of 30 to 100+
     with torch.no_grad():
         top2 = confident(torch.as_tensor(X)).topk(2, dim=1).values
     assert (top2[:, 0] - top2[:, 1] > 27.6).float().mean() > 0.5
@@ -396,14 +398,6 @@ def test_confident_score_only_victims_do_not_blind_the_search(digits_cnn):
     assert acc_logits < accuracy(confident, X, y) - 0.5
     assert acc_proba <= acc_logits + 0.02  # with the 1e-12 floor: 0.38 against 0.18
 
-
-class _Scale(nn.Module):
-    def __init__(self, factor):
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, x):
-        return self.factor * x
 
 
 def test_a_net_trained_by_skrobust_is_queried_through_its_logits(problem):
