@@ -367,9 +367,9 @@ default=None
                                    mixed_precision=bool(self.mixed_precision))
         X32 = np.asarray(X, dtype=np.float32)
         y_index = encoder.transform(y).astype(np.int64)
-        use_array_batches(net)
         try:
             if warm or getattr(net, "initialized_", False):
+                use_array_batches(net)  # fit_net swaps them on the other path
                 with torch_seed(seed):
                     net.partial_fit(X32, y_index)
             else:
